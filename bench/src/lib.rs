@@ -1,0 +1,1 @@
+//! cairn-bench: criterion benches for the engine (see `benches/`).

@@ -1,0 +1,1 @@
+//! MVCC key-value state on redb: current values, history, leases and alarms.

@@ -1,0 +1,643 @@
+//! The node: one member of a Cairn cluster, the engine API that kvapi calls.
+//!
+//! ```text
+//!  kvapi ──► Node::put/txn/… ──► raft client_write ──► WAL ──► commit ──► MvccStateMachine
+//!                                                                         └─► Applied ──► answer
+//!        ──► Node::range ──► ReadIndex round (unless serializable) ──► MvccStore::range
+//!        ──► Node::watch_hub() ──► WatchHub streams
+//!  tasks: leader tracking (lessor promote/demote, leader watch), lease expiry (propose revokes)
+//! ```
+//!
+//! A single member is a one-member raft cluster; every write takes the same path it will take in
+//! a multi-member cluster. Storage (redb) calls run on the blocking pool, never on async workers.
+
+mod api_types;
+mod errors;
+mod identity;
+mod observer;
+mod read_index;
+mod tasks;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch};
+
+pub use api_types::{
+    ClusterState, HashKvResult, LeaseTtl, Member, NodeConfig, NodeMetrics, NodeStatus,
+    ResponseHeader,
+};
+pub use identity::IdentityError;
+
+use crate::error::{KvError, KvResult};
+use crate::lease::{Lessor, MAX_LEASE_TTL, SystemClock};
+use crate::mvcc::{MvccOptions, MvccStore};
+use crate::raft::log_store::{WalLogStore, WalOptions};
+use crate::raft::network::PeerNetwork;
+use crate::raft::state_machine::{MvccStateMachine, StoreCell};
+use crate::raft::types::{Applied, MemberNode, Raft};
+use crate::request::{
+    AlarmAction, AlarmMember, Command, CommandResponse, DeleteRangeRequest, DeleteRangeResponse,
+    Proposal, PutRequest, PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+};
+use crate::watch::{EventSource, WatchHub, WatchOptions};
+
+/// etcd's default backend quota: 2 GiB.
+pub const DEFAULT_QUOTA_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+
+/// How long a proposal may wait for commit and apply (etcd: 5 s + 2 election timeouts).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("data dir {path} is in use by another process (lock held on {path}/cairn.lock)")]
+    DataDirInUse { path: String },
+    #[error("data dir {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error("write-ahead log: {0}")]
+    Wal(#[from] crate::wal::WalError),
+    #[error("state machine: {0}")]
+    StateMachine(std::io::Error),
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// A running member. Cheap to clone.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<NodeInner>,
+}
+
+struct NodeInner {
+    config: NodeConfig,
+    member_id: u64,
+    cluster_id: u64,
+    raft: Raft,
+    store: StoreCell,
+    hub: Arc<WatchHub>,
+    lessor: Arc<Lessor>,
+    read_index: read_index::ReadIndex,
+    leader: watch::Receiver<Option<u64>>,
+    raft_term: AtomicU64,
+    leader_changes: AtomicU64,
+    proposals_pending: AtomicI64,
+    proposals_failed: AtomicU64,
+    counters: Arc<observer::ApplyCounters>,
+    wal_stats: Arc<crate::wal::WalStats>,
+    tasks: tasks::TaskSet,
+    _lock: File,
+}
+
+/// The watch hub reads history from whatever store is current.
+struct StoreEvents(StoreCell);
+
+impl EventSource for StoreEvents {
+    fn current_revision(&self) -> i64 {
+        self.0.get().current_revision()
+    }
+    fn compact_revision(&self) -> i64 {
+        self.0.get().compact_revision()
+    }
+    fn events(&self, from: i64, to: i64, limit: usize) -> KvResult<Vec<crate::kv::Event>> {
+        self.0.get().events(from, to, limit)
+    }
+}
+
+fn io_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> NodeError + '_ {
+    move |source| NodeError::Io { path: path.display().to_string(), source }
+}
+
+fn now_unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Node {
+    /// Opens (or creates) the data dir, recovers state and starts raft. Returns once this member
+    /// is serving; a single member waits until it has elected itself.
+    pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        let data_dir = config.data_dir.clone();
+        let member_dir = data_dir.join("member");
+        std::fs::create_dir_all(&member_dir).map_err(io_error(&member_dir))?;
+        let lock = lock_data_dir(&data_dir)?;
+
+        let token = config.initial_cluster_token.clone();
+        let peer_urls = if config.advertise_peer_urls.is_empty() {
+            vec!["http://localhost:2380".to_string()]
+        } else {
+            config.advertise_peer_urls.clone()
+        };
+        let own_id = identity::member_id(&peer_urls, &token);
+        let mut initial: BTreeMap<u64, MemberNode> = BTreeMap::new();
+        for (name, url) in &config.initial_cluster {
+            let urls: Vec<String> = url.split(',').map(str::to_string).collect();
+            let id = identity::member_id(&urls, &token);
+            initial.insert(id, MemberNode { name: name.clone(), peer_urls: urls, client_urls: vec![] });
+        }
+        if initial.is_empty() || !initial.contains_key(&own_id) {
+            if !initial.is_empty() {
+                return Err(NodeError::Config(format!(
+                    "--initial-cluster has no entry for this member's peer URLs {peer_urls:?}"
+                )));
+            }
+            initial.insert(own_id, MemberNode::default());
+        }
+        if let Some(own) = initial.get_mut(&own_id) {
+            own.name.clone_from(&config.name);
+            own.peer_urls.clone_from(&peer_urls);
+            own.client_urls.clone_from(&config.advertise_client_urls);
+        }
+        let ids: Vec<u64> = initial.keys().copied().collect();
+        let identity = identity::load_or_create(
+            &member_dir.join("identity"),
+            identity::Identity {
+                name: config.name.clone(),
+                member_id: own_id,
+                cluster_id: identity::cluster_id(&ids),
+                cluster_token: token,
+            },
+        )?;
+        let member_id = identity.member_id;
+
+        let quota = if config.quota_backend_bytes == 0 {
+            DEFAULT_QUOTA_BYTES
+        } else {
+            config.quota_backend_bytes
+        };
+        let mvcc_options = MvccOptions { quota_bytes: quota, member_id };
+        let election_ms = config.election_timeout.as_millis().max(1) as u64;
+        // etcd: the minimum lease TTL is 1.5 election timeouts, rounded up to whole seconds.
+        let min_ttl = (election_ms * 3 / 2).div_ceil(1000).max(1) as i64;
+        let lessor = Arc::new(Lessor::new(Box::new(SystemClock), min_ttl));
+        let counters = Arc::new(observer::ApplyCounters::default());
+
+        // The hub needs the store and the state machine needs the hub: open the store through
+        // the state machine first, with an observer that forwards to the hub once it exists.
+        let forward = Arc::new(tasks::LateObserver::default());
+        let sm = MvccStateMachine::open(
+            &member_dir.join("mvcc.redb"),
+            mvcc_options,
+            &member_dir.join("snap"),
+            Arc::clone(&forward) as Arc<dyn crate::raft::state_machine::ApplyObserver>,
+        )
+        .map_err(NodeError::StateMachine)?;
+        let store = sm.store();
+        let hub = WatchHub::new(Arc::new(StoreEvents(store.clone())), WatchOptions::default());
+        let node_observer =
+            observer::NodeObserver { hub: Arc::clone(&hub), lessor: Arc::clone(&lessor), counters: Arc::clone(&counters) };
+        // Leases survive restart; their TTLs restart when this member becomes leader.
+        let leases = store.get().leases().map_err(|e| NodeError::StateMachine(std::io::Error::other(e)))?;
+        for (id, ttl) in leases {
+            lessor.grant(id, ttl);
+        }
+        forward.set(Arc::new(node_observer));
+
+        let wal_dir = member_dir.join("wal");
+        let log_store = WalLogStore::open(&wal_dir, WalOptions::default())?;
+        let wal_stats = log_store.stats();
+
+        let raft_config = openraft::Config {
+            cluster_name: "cairn".to_string(),
+            heartbeat_interval: config.heartbeat_interval.as_millis().max(1) as u64,
+            election_timeout_min: election_ms,
+            election_timeout_max: election_ms * 2,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count.max(1)),
+            max_in_snapshot_log_to_keep: 5000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| NodeError::Config(e.to_string()))?;
+        let raft = Raft::new(member_id, Arc::new(raft_config), PeerNetwork, log_store, sm)
+            .await
+            .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let initialized = raft.is_initialized().await.map_err(|e| NodeError::Raft(e.to_string()))?;
+        if !initialized && config.initial_cluster_state == ClusterState::New {
+            raft.initialize(initial).await.map_err(|e| NodeError::Raft(e.to_string()))?;
+        }
+
+        let (leader_tx, leader) = watch::channel(None);
+        let read_index = read_index::ReadIndex::spawn(raft.clone());
+        let inner = Arc::new(NodeInner {
+            config: config.clone(),
+            member_id,
+            cluster_id: identity.cluster_id,
+            raft: raft.clone(),
+            store,
+            hub: Arc::clone(&hub),
+            lessor,
+            read_index,
+            leader,
+            raft_term: AtomicU64::new(0),
+            leader_changes: AtomicU64::new(0),
+            proposals_pending: AtomicI64::new(0),
+            proposals_failed: AtomicU64::new(0),
+            counters,
+            wal_stats,
+            tasks: tasks::TaskSet::default(),
+            _lock: lock,
+        });
+        let node = Node { inner };
+        node.inner.tasks.spawn(tasks::track_leader(node.clone(), leader_tx));
+        node.inner.tasks.spawn(tasks::expire_leases(node.clone()));
+        node.inner.tasks.push(crate::watch::spawn_background(hub, Duration::from_secs(600)));
+        node.wait_for_leader(Duration::from_secs(10)).await;
+        tracing::info!(member = %format!("{member_id:016x}"), name = %config.name, "member started");
+        Ok(node)
+    }
+
+    async fn wait_for_leader(&self, limit: Duration) {
+        let mut leader = self.inner.leader.clone();
+        let wait = leader.wait_for(Option::is_some);
+        if tokio::time::timeout(limit, wait).await.is_err() {
+            tracing::warn!("no leader elected yet; serving requests that do not need one");
+        }
+    }
+
+    /// Stops raft and the background tasks.
+    pub async fn shutdown(&self) {
+        self.inner.tasks.abort_all();
+        if let Err(err) = self.inner.raft.shutdown().await {
+            tracing::warn!(%err, "raft shutdown");
+        }
+    }
+
+    pub fn member_id(&self) -> u64 {
+        self.inner.member_id
+    }
+
+    pub fn cluster_id(&self) -> u64 {
+        self.inner.cluster_id
+    }
+
+    /// A header carrying the current revision and term.
+    pub fn header(&self) -> ResponseHeader {
+        self.header_at(self.inner.store.get().current_revision())
+    }
+
+    fn header_at(&self, revision: i64) -> ResponseHeader {
+        ResponseHeader {
+            cluster_id: self.inner.cluster_id,
+            member_id: self.inner.member_id,
+            revision,
+            raft_term: self.inner.raft_term.load(Ordering::Relaxed),
+        }
+    }
+
+    async fn blocking<T, F>(&self, work: F) -> KvResult<T>
+    where
+        F: FnOnce(Arc<MvccStore>) -> KvResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let store = self.inner.store.get();
+        tokio::task::spawn_blocking(move || work(store))
+            .await
+            .map_err(|err| KvError::Internal(err.to_string()))?
+    }
+
+    /// Proposes a command and waits until it is applied.
+    async fn propose(&self, command: Command) -> KvResult<(CommandResponse, ResponseHeader)> {
+        let proposal = Proposal { command, time_unix_ms: now_unix_ms() };
+        self.inner.proposals_pending.fetch_add(1, Ordering::Relaxed);
+        let result = tokio::time::timeout(REQUEST_TIMEOUT, self.inner.raft.client_write(proposal)).await;
+        self.inner.proposals_pending.fetch_sub(1, Ordering::Relaxed);
+        let applied: Applied = match result {
+            Err(_) => {
+                self.inner.proposals_failed.fetch_add(1, Ordering::Relaxed);
+                return Err(KvError::Timeout);
+            }
+            Ok(Err(err)) => {
+                self.inner.proposals_failed.fetch_add(1, Ordering::Relaxed);
+                return Err(errors::from_write_error(&err));
+            }
+            Ok(Ok(response)) => response.response().clone(),
+        };
+        let header = self.header_at(applied.revision);
+        applied.result.map(|response| (response, header))
+    }
+
+    /// Linearizable unless `req.serializable`.
+    pub async fn range(&self, req: RangeRequest) -> KvResult<(RangeResponse, ResponseHeader)> {
+        if !req.serializable {
+            self.inner.read_index.wait().await?;
+        }
+        let (response, revision) = self.blocking(move |store| store.range(&req)).await?;
+        Ok((response, self.header_at(revision)))
+    }
+
+    pub async fn put(&self, req: PutRequest) -> KvResult<(PutResponse, ResponseHeader)> {
+        match self.propose(Command::Put(req)).await? {
+            (CommandResponse::Put(response), header) => Ok((response, header)),
+            (other, _) => Err(unexpected(&other)),
+        }
+    }
+
+    pub async fn delete_range(
+        &self,
+        req: DeleteRangeRequest,
+    ) -> KvResult<(DeleteRangeResponse, ResponseHeader)> {
+        match self.propose(Command::DeleteRange(req)).await? {
+            (CommandResponse::DeleteRange(response), header) => Ok((response, header)),
+            (other, _) => Err(unexpected(&other)),
+        }
+    }
+
+    pub async fn txn(&self, req: TxnRequest) -> KvResult<(TxnResponse, ResponseHeader)> {
+        match self.propose(Command::Txn(req)).await? {
+            (CommandResponse::Txn(response), header) => Ok((response, header)),
+            (other, _) => Err(unexpected(&other)),
+        }
+    }
+
+    /// Compacts history before `revision`; returns once compaction is applied (always physical).
+    pub async fn compact(&self, revision: i64) -> KvResult<ResponseHeader> {
+        let (_, header) = self.propose(Command::Compact { revision }).await?;
+        Ok(header)
+    }
+
+    /// `id == 0` lets the server choose. Returns (id, ttl actually granted).
+    pub async fn lease_grant(&self, id: i64, ttl: i64) -> KvResult<(i64, i64, ResponseHeader)> {
+        if ttl > MAX_LEASE_TTL {
+            return Err(KvError::LeaseTtlTooLarge);
+        }
+        let ttl = self.inner.lessor.effective_ttl(ttl);
+        let mut attempts = 0;
+        loop {
+            let chosen = if id == 0 { self.new_lease_id() } else { id };
+            match self.propose(Command::LeaseGrant { id: chosen, ttl }).await {
+                Ok((CommandResponse::LeaseGrant { id, ttl }, header)) => return Ok((id, ttl, header)),
+                Ok((other, _)) => return Err(unexpected(&other)),
+                // A server-chosen id that collides is retried with another one.
+                Err(KvError::LeaseExists) if id == 0 && attempts < 3 => attempts += 1,
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// A fresh positive lease id: the member id's low bits and the clock, like etcd's generator,
+    /// mixed with randomness so restarts never reuse one.
+    fn new_lease_id(&self) -> i64 {
+        let prefix = (self.inner.member_id & 0xffff) << 47;
+        let suffix = rand::random::<u64>() & ((1 << 47) - 1);
+        ((prefix | suffix) & (i64::MAX as u64)).max(1) as i64
+    }
+
+    pub async fn lease_revoke(&self, id: i64) -> KvResult<ResponseHeader> {
+        let (_, header) = self.propose(Command::LeaseRevoke { id }).await?;
+        Ok(header)
+    }
+
+    /// Renews a lease; returns the new TTL (LeaseNotFound if it does not exist).
+    pub async fn lease_keep_alive(&self, id: i64) -> KvResult<(i64, ResponseHeader)> {
+        if !self.inner.lessor.is_primary() {
+            return Err(if self.inner.leader.borrow().is_some() { KvError::NotLeader } else { KvError::NoLeader });
+        }
+        let ttl = self.inner.lessor.renew(id).ok_or(KvError::LeaseNotFound)?;
+        Ok((ttl, self.header()))
+    }
+
+    pub async fn lease_time_to_live(
+        &self,
+        id: i64,
+        keys: bool,
+    ) -> KvResult<(LeaseTtl, ResponseHeader)> {
+        let Some((granted_ttl, ttl)) = self.inner.lessor.remaining(id) else {
+            return Err(KvError::LeaseNotFound);
+        };
+        let keys = if keys {
+            self.blocking(move |store| store.lease_keys(id).map_err(|e| KvError::Internal(e.to_string())))
+                .await?
+        } else {
+            Vec::new()
+        };
+        Ok((LeaseTtl { id, ttl, granted_ttl, keys }, self.header()))
+    }
+
+    pub async fn lease_leases(&self) -> KvResult<(Vec<i64>, ResponseHeader)> {
+        Ok((self.inner.lessor.ids(), self.header()))
+    }
+
+    pub async fn alarm(
+        &self,
+        action: AlarmAction,
+        alarm: Option<AlarmMember>,
+    ) -> KvResult<(Vec<AlarmMember>, ResponseHeader)> {
+        match (action, alarm) {
+            (AlarmAction::Get, _) => {
+                let alarms = self
+                    .blocking(|store| store.alarms().map_err(|e| KvError::Internal(e.to_string())))
+                    .await?;
+                Ok((alarms, self.header()))
+            }
+            (action, Some(alarm)) => match self.propose(Command::Alarm { action, alarm }).await? {
+                (CommandResponse::Alarm(alarms), header) => Ok((alarms, header)),
+                (other, _) => Err(unexpected(&other)),
+            },
+            (_, None) => Ok((Vec::new(), self.header())),
+        }
+    }
+
+    pub async fn status(&self) -> KvResult<NodeStatus> {
+        let metrics = self.inner.raft.metrics().borrow().clone();
+        let (db_size, in_use, alarms) = self
+            .blocking(|store| {
+                let alarms = store.alarms().map_err(|e| KvError::Internal(e.to_string()))?;
+                Ok((store.db_size(), store.db_size_in_use(), alarms))
+            })
+            .await?;
+        let errors = alarms
+            .iter()
+            .map(|alarm| format!("memberID:{} alarm:{:?}", alarm.member_id, alarm.alarm).to_uppercase())
+            .collect();
+        Ok(NodeStatus {
+            header: self.header(),
+            db_size: db_size as i64,
+            db_size_in_use: in_use as i64,
+            leader: metrics.current_leader.unwrap_or(0),
+            raft_index: metrics.last_log_index.unwrap_or(0),
+            raft_term: metrics.current_term,
+            raft_applied_index: metrics.last_applied.as_ref().map_or(0, |id| id.index()),
+            errors,
+            is_learner: false,
+        })
+    }
+
+    pub async fn hash(&self) -> KvResult<(u32, ResponseHeader)> {
+        let hash = self.blocking(|store| store.hash().map_err(|e| KvError::Internal(e.to_string()))).await?;
+        Ok((hash, self.header()))
+    }
+
+    pub async fn hash_kv(&self, revision: i64) -> KvResult<(HashKvResult, ResponseHeader)> {
+        let hash = self.blocking(move |store| store.hash_kv(revision)).await?;
+        Ok((
+            HashKvResult {
+                hash: hash.hash,
+                compact_revision: hash.compact_revision,
+                hash_revision: hash.hash_revision,
+            },
+            self.header(),
+        ))
+    }
+
+    pub async fn defragment(&self) -> KvResult<ResponseHeader> {
+        self.blocking(|store| store.defragment().map_err(|e| KvError::Internal(e.to_string()))).await?;
+        Ok(self.header())
+    }
+
+    /// A consistent snapshot of the whole store as a stream of chunks, plus its total size.
+    pub async fn snapshot(&self) -> KvResult<(u64, mpsc::Receiver<KvResult<Bytes>>, ResponseHeader)> {
+        let dir = self.inner.config.data_dir.join("member");
+        let header = self.header();
+        let (size, file) = self
+            .blocking(move |store| {
+                let internal = |e: std::io::Error| KvError::Internal(e.to_string());
+                let mut file = tempfile::tempfile_in(&dir).map_err(internal)?;
+                {
+                    let mut out = std::io::BufWriter::new(&mut file);
+                    store.write_snapshot(&mut out).map_err(|e| KvError::Internal(e.to_string()))?;
+                    std::io::Write::flush(&mut out).map_err(internal)?;
+                }
+                let size = file.metadata().map_err(internal)?.len();
+                std::io::Seek::rewind(&mut file).map_err(internal)?;
+                Ok((size, file))
+            })
+            .await?;
+        let (tx, rx) = mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            let mut file = file;
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match file.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if tx.blocking_send(Ok(Bytes::copy_from_slice(&buf[..n]))).is_err() {
+                            break;
+                        }
+                    }
+                    Err(err) => {
+                        let _ = tx.blocking_send(Err(KvError::Internal(err.to_string())));
+                        break;
+                    }
+                }
+            }
+        });
+        Ok((size, rx, header))
+    }
+
+    pub fn members(&self) -> Vec<Member> {
+        let metrics = self.inner.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let learners: Vec<u64> = membership.learner_ids().collect();
+        membership
+            .nodes()
+            .map(|(id, node)| Member {
+                id: *id,
+                name: node.name.clone(),
+                peer_urls: node.peer_urls.clone(),
+                client_urls: node.client_urls.clone(),
+                is_learner: learners.contains(id),
+            })
+            .collect()
+    }
+
+    pub async fn move_leader(&self, target: u64) -> KvResult<ResponseHeader> {
+        let leader = *self.inner.leader.borrow();
+        if leader == Some(target) {
+            return Ok(self.header());
+        }
+        if leader != Some(self.inner.member_id) {
+            return Err(KvError::NotLeader);
+        }
+        Err(KvError::BadLeaderTransferee)
+    }
+
+    pub fn watch_hub(&self) -> &Arc<WatchHub> {
+        &self.inner.hub
+    }
+
+    /// Current leader id (None while there is none); `changed()` wakes on leader changes.
+    pub fn leader_watch(&self) -> watch::Receiver<Option<u64>> {
+        self.inner.leader.clone()
+    }
+
+    pub fn metrics(&self) -> NodeMetrics {
+        let store = self.inner.store.get();
+        let leader = *self.inner.leader.borrow();
+        let wal = self.inner.wal_stats.snapshot();
+        NodeMetrics {
+            has_leader: leader.is_some(),
+            is_leader: leader == Some(self.inner.member_id),
+            leader_changes_seen: self.inner.leader_changes.load(Ordering::Relaxed),
+            proposals_committed: self.inner.counters.applied.load(Ordering::Relaxed),
+            proposals_applied: self.inner.counters.applied.load(Ordering::Relaxed),
+            proposals_pending: self.inner.proposals_pending.load(Ordering::Relaxed),
+            proposals_failed: self.inner.proposals_failed.load(Ordering::Relaxed),
+            wal_fsync_count: wal.fsync_count,
+            wal_fsync_seconds_sum: wal.fsync_seconds,
+            db_total_size_bytes: store.db_size() as i64,
+            db_total_size_in_use_bytes: store.db_size_in_use() as i64,
+            current_revision: store.current_revision(),
+            compact_revision: store.compact_revision(),
+            watchers: self.inner.hub.watcher_count() as u64,
+            slow_watchers: self.inner.hub.unsynced_count() as u64,
+            leases: self.inner.lessor.len() as u64,
+        }
+    }
+
+    /// The data dir this member was started with.
+    pub fn data_dir(&self) -> PathBuf {
+        self.inner.config.data_dir.clone()
+    }
+}
+
+/// Creates `data_dir` from a snapshot file (as streamed by Maintenance.Snapshot): the key-value
+/// state, leases and alarms at the snapshot's revision, with no raft history, so the member
+/// started on it bootstraps a new cluster that continues from that revision. Returns the revision.
+pub fn restore_data_dir(snapshot: &std::path::Path, data_dir: &std::path::Path) -> Result<i64, NodeError> {
+    let occupied = std::fs::read_dir(data_dir).is_ok_and(|mut entries| entries.next().is_some());
+    if occupied {
+        return Err(NodeError::Config(format!("data dir {} already exists and is not empty", data_dir.display())));
+    }
+    let member_dir = data_dir.join("member");
+    std::fs::create_dir_all(&member_dir).map_err(io_error(&member_dir))?;
+    let file = File::open(snapshot).map_err(io_error(snapshot))?;
+    let mut input = std::io::BufReader::new(file);
+    let db = member_dir.join("mvcc.redb");
+    let options = MvccOptions { quota_bytes: 0, member_id: 0 };
+    let store = MvccStore::restore_snapshot(&db, &mut input, options)
+        .map_err(|e| NodeError::StateMachine(std::io::Error::other(e)))?;
+    // Forget the old cluster's raft position: the restored member starts a new log.
+    store.apply(&[], &[], true).map_err(|e| NodeError::StateMachine(std::io::Error::other(e)))?;
+    Ok(store.current_revision())
+}
+
+fn unexpected(response: &CommandResponse) -> KvError {
+    KvError::Internal(format!("unexpected apply response {response:?}"))
+}
+
+/// Takes an exclusive lock on `<data_dir>/cairn.lock` for the life of the process.
+fn lock_data_dir(data_dir: &std::path::Path) -> Result<File, NodeError> {
+    let path = data_dir.join("cairn.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_error(&path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(NodeError::DataDirInUse { path: data_dir.display().to_string() })
+        }
+        Err(std::fs::TryLockError::Error(source)) => Err(NodeError::Io { path: path.display().to_string(), source }),
+    }
+}

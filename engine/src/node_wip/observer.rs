@@ -1,0 +1,53 @@
+//! What happens after a batch is applied: events to the watch hub, leases to the lessor.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::lease::Lessor;
+use crate::mvcc::{ApplyOutput, MvccStore};
+use crate::raft::state_machine::ApplyObserver;
+use crate::request::{Command, CommandResponse, Proposal};
+use crate::watch::WatchHub;
+
+/// Counters the applier maintains for metrics.
+#[derive(Debug, Default)]
+pub(crate) struct ApplyCounters {
+    pub(crate) applied: AtomicU64,
+}
+
+pub(crate) struct NodeObserver {
+    pub(crate) hub: Arc<WatchHub>,
+    pub(crate) lessor: Arc<Lessor>,
+    pub(crate) counters: Arc<ApplyCounters>,
+}
+
+impl ApplyObserver for NodeObserver {
+    fn applied(&self, batch: &[(Option<&Proposal>, &ApplyOutput)]) {
+        for (proposal, output) in batch {
+            let Some(proposal) = proposal else { continue };
+            self.counters.applied.fetch_add(1, Ordering::Relaxed);
+            if !output.events.is_empty() {
+                self.hub.publish(output.revision, Arc::from(output.events.clone()));
+            }
+            match (&proposal.command, &output.result) {
+                (Command::LeaseGrant { .. }, Ok(CommandResponse::LeaseGrant { id, ttl })) => {
+                    self.lessor.grant(*id, *ttl);
+                }
+                (Command::LeaseRevoke { id }, Ok(_)) => self.lessor.revoke(*id),
+                _ => {}
+            }
+        }
+    }
+
+    fn restored(&self, store: &MvccStore) {
+        self.lessor.clear();
+        match store.leases() {
+            Ok(leases) => {
+                for (id, ttl) in leases {
+                    self.lessor.grant(id, ttl);
+                }
+            }
+            Err(err) => tracing::error!(%err, "reading leases from an installed snapshot"),
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The node's background tasks: leader tracking and lease expiry.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::Node;
+use crate::error::KvError;
+use crate::mvcc::{ApplyOutput, MvccStore};
+use crate::raft::state_machine::ApplyObserver;
+use crate::request::Proposal;
+
+/// Handles of the tasks a node started, aborted on shutdown.
+#[derive(Default)]
+pub(super) struct TaskSet {
+    handles: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl TaskSet {
+    pub(super) fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.push(tokio::spawn(task));
+    }
+
+    pub(super) fn push(&self, handle: JoinHandle<()>) {
+        self.handles.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(handle);
+    }
+
+    pub(super) fn abort_all(&self) {
+        for handle in self.handles.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain(..) {
+            handle.abort();
+        }
+    }
+}
+
+/// An observer set after the state machine is built (the hub needs the state machine's store).
+/// Nothing is applied before raft starts, which happens after `set`.
+#[derive(Default)]
+pub(super) struct LateObserver {
+    target: OnceLock<Arc<dyn ApplyObserver>>,
+}
+
+impl LateObserver {
+    pub(super) fn set(&self, observer: Arc<dyn ApplyObserver>) {
+        if self.target.set(observer).is_err() {
+            tracing::error!("apply observer set twice");
+        }
+    }
+}
+
+impl ApplyObserver for LateObserver {
+    fn applied(&self, batch: &[(Option<&Proposal>, &ApplyOutput)]) {
+        if let Some(target) = self.target.get() {
+            target.applied(batch);
+        }
+    }
+
+    fn restored(&self, store: &MvccStore) {
+        if let Some(target) = self.target.get() {
+            target.restored(store);
+        }
+    }
+}
+
+/// Follows raft's metrics: publishes the leader, counts changes, and promotes or demotes the
+/// lessor when this member gains or loses leadership.
+pub(super) async fn track_leader(node: Node, leader_tx: watch::Sender<Option<u64>>) {
+    let inner = &node.inner;
+    let mut metrics = inner.raft.metrics();
+    let mut last_leader: Option<u64> = None;
+    loop {
+        let (leader, term) = {
+            let m = metrics.borrow_and_update();
+            (m.current_leader, m.current_term)
+        };
+        inner.raft_term.store(term, Ordering::Relaxed);
+        if leader != last_leader {
+            if leader.is_some() {
+                inner.leader_changes.fetch_add(1, Ordering::Relaxed);
+            }
+            let was_leader = last_leader == Some(inner.member_id);
+            let is_leader = leader == Some(inner.member_id);
+            if is_leader && !was_leader {
+                inner.lessor.promote(inner.config.election_timeout);
+            } else if was_leader && !is_leader {
+                inner.lessor.demote();
+            }
+            tracing::info!(leader = ?leader.map(|id| format!("{id:016x}")), term, "leader changed");
+            last_leader = leader;
+            leader_tx.send_replace(leader);
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// On the leader, proposes a revoke for every expired lease (at most 1000 per tick, each revoke
+/// deleting all of its keys at one revision).
+pub(super) async fn expire_leases(node: Node) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for id in node.inner.lessor.expired(1000) {
+            let node = node.clone();
+            tokio::spawn(async move {
+                match node.lease_revoke(id).await {
+                    Ok(_) | Err(KvError::LeaseNotFound) => {
+                        tracing::debug!(lease = %format!("{id:016x}"), "expired lease revoked");
+                    }
+                    Err(err) => tracing::warn!(lease = %format!("{id:016x}"), %err, "revoking an expired lease"),
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Segmented append-only write-ahead log with crc32-framed records.

@@ -1,0 +1,1 @@
+//! The watch hub: hands applied events to watchers, synced and unsynced.

@@ -64,7 +64,10 @@ pub(crate) fn decode_revision(bytes: &[u8]) -> Option<RevisionId> {
     if bytes.len() != REV_LEN {
         return None;
     }
-    Some(RevisionId { main: read_i64(bytes, 0)?, sub: read_i64(bytes, INT_LEN)? })
+    Some(RevisionId {
+        main: read_i64(bytes, 0)?,
+        sub: read_i64(bytes, INT_LEN)?,
+    })
 }
 
 /// The escaped form of `key`, terminator included: the prefix shared by all its history rows.
@@ -153,13 +156,17 @@ pub(crate) struct CurrentRecord<'a> {
 
 impl CurrentRecord<'_> {
     /// The record as an etcd key-value, the value left out unless `with_value`.
-    pub(crate) fn to_key_value(&self, key: &[u8], with_value: bool) -> KeyValue {
+    pub(crate) fn to_key_value(self, key: &[u8], with_value: bool) -> KeyValue {
         KeyValue {
             key: key.to_vec().into(),
             create_revision: self.create_revision,
             mod_revision: self.mod_revision,
             version: self.version,
-            value: if with_value { self.value.to_vec().into() } else { bytes::Bytes::new() },
+            value: if with_value {
+                self.value.to_vec().into()
+            } else {
+                bytes::Bytes::new()
+            },
             lease: self.lease,
         }
     }
@@ -200,13 +207,17 @@ pub(crate) struct HistoryRecord<'a> {
 
 impl HistoryRecord<'_> {
     /// The record as an etcd key-value at `mod_revision`; a tombstone has only key and revision.
-    pub(crate) fn to_key_value(&self, key: &[u8], mod_revision: i64, with_value: bool) -> KeyValue {
+    pub(crate) fn to_key_value(self, key: &[u8], mod_revision: i64, with_value: bool) -> KeyValue {
         KeyValue {
             key: key.to_vec().into(),
             create_revision: self.create_revision,
             mod_revision,
             version: self.version,
-            value: if with_value { self.value.to_vec().into() } else { bytes::Bytes::new() },
+            value: if with_value {
+                self.value.to_vec().into()
+            } else {
+                bytes::Bytes::new()
+            },
             lease: self.lease,
         }
     }
@@ -272,8 +283,8 @@ mod tests {
         assert_eq!(
             key,
             [
-                0x61, 0x00, 0xff, 0x62, 0x00, 0x01, 0x80, 0, 0, 0, 0, 0, 0, 7, 0x80, 0, 0, 0, 0,
-                0, 0, 1
+                0x61, 0x00, 0xff, 0x62, 0x00, 0x01, 0x80, 0, 0, 0, 0, 0, 0, 7, 0x80, 0, 0, 0, 0, 0,
+                0, 1
             ]
         );
         let (prefix, at) = split_history_key(&key).expect("valid key");
@@ -291,8 +302,13 @@ mod tests {
             value: b"v",
         };
         assert_eq!(decode_current(&encode_current(&current)), Some(current));
-        let history =
-            HistoryRecord { tombstone: true, create_revision: 0, version: 0, lease: 0, value: b"" };
+        let history = HistoryRecord {
+            tombstone: true,
+            create_revision: 0,
+            version: 0,
+            lease: 0,
+            value: b"",
+        };
         assert_eq!(decode_history(&encode_history(&history)), Some(history));
         assert_eq!(decode_current(b"short"), None);
     }

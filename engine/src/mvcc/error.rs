@@ -29,7 +29,10 @@ pub enum MvccError {
     },
     /// A stored row does not decode: the file is damaged or was written by another format.
     #[error("corrupt row in table {table}: {what}")]
-    Corrupt { table: &'static str, what: &'static str },
+    Corrupt {
+        table: &'static str,
+        what: &'static str,
+    },
     #[error("invalid snapshot: {what}")]
     InvalidSnapshot { what: &'static str },
     #[error("unsupported snapshot format version {found} (expected {expected})")]

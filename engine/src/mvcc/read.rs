@@ -28,7 +28,10 @@ pub(crate) enum KeySpan<'a> {
     /// `range_end` empty: exactly `key`.
     Single(&'a [u8]),
     /// `[start, end)`, `end = None` meaning unbounded (`range_end = "\0"`).
-    Range { start: &'a [u8], end: Option<&'a [u8]> },
+    Range {
+        start: &'a [u8],
+        end: Option<&'a [u8]>,
+    },
     /// `range_end <= key`: nothing.
     Empty,
 }
@@ -37,9 +40,15 @@ impl<'a> KeySpan<'a> {
     pub(crate) fn new(key: &'a [u8], range_end: &'a [u8]) -> Self {
         match range_end {
             [] => KeySpan::Single(key),
-            [0] => KeySpan::Range { start: key, end: None },
+            [0] => KeySpan::Range {
+                start: key,
+                end: None,
+            },
             end if end <= key => KeySpan::Empty,
-            end => KeySpan::Range { start: key, end: Some(end) },
+            end => KeySpan::Range {
+                start: key,
+                end: Some(end),
+            },
         }
     }
 
@@ -72,7 +81,9 @@ impl Revisions {
         } else if requested > self.current {
             Err(KvError::FutureRevision)
         } else if requested < self.compact {
-            Err(KvError::Compacted { compact_revision: self.compact })
+            Err(KvError::Compacted {
+                compact_revision: self.compact,
+            })
         } else {
             Ok(requested)
         }
@@ -96,7 +107,11 @@ impl KvRef<'_> {
             create_revision: self.create_revision,
             mod_revision: self.mod_revision,
             version: self.version,
-            value: if with_value { self.value.to_vec().into() } else { bytes::Bytes::new() },
+            value: if with_value {
+                self.value.to_vec().into()
+            } else {
+                bytes::Bytes::new()
+            },
             lease: self.lease,
         }
     }
@@ -108,7 +123,7 @@ pub(crate) struct ReadSource<'a, T> {
     pub history: &'a T,
 }
 
-impl<'a, T> ReadSource<'a, T>
+impl<T> ReadSource<'_, T>
 where
     T: ReadableTable<&'static [u8], &'static [u8]>,
 {
@@ -140,7 +155,10 @@ where
             }
             KeySpan::Range { start, end } => {
                 let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
-                for row in self.current.range::<&[u8]>((Bound::Included(start), upper))? {
+                for row in self
+                    .current
+                    .range::<&[u8]>((Bound::Included(start), upper))?
+                {
                     let (key, value) = row?;
                     let record = codec::decode_current(value.value()).ok_or_else(corrupt)?;
                     visit(current_ref(key.value(), &record));
@@ -165,7 +183,9 @@ where
             }
             KeySpan::Range { start, end } => (
                 Bound::Included(codec::history_prefix(start)),
-                end.map_or(Bound::Unbounded, |end| Bound::Excluded(codec::history_prefix(end))),
+                end.map_or(Bound::Unbounded, |end| {
+                    Bound::Excluded(codec::history_prefix(end))
+                }),
             ),
         };
         loop {
@@ -178,39 +198,49 @@ where
             };
             let (prefix, _) = codec::split_history_key(&first)
                 .ok_or_else(|| MvccError::corrupt("history", "undecodable key"))?;
-            if let Some(found) = self.version_at_prefix(prefix, revision)? {
-                let kv = &found;
-                visit(KvRef {
-                    key: &kv.key,
-                    create_revision: kv.create_revision,
-                    mod_revision: kv.mod_revision,
-                    version: kv.version,
-                    lease: kv.lease,
-                    value: &kv.value,
-                });
-            }
+            self.visit_version_at(prefix, revision, &mut visit)?;
             lower = Bound::Excluded(codec::history_prefix_end(prefix));
         }
     }
 
-    /// The version of the key with history prefix `prefix` alive at `revision`, if any.
-    fn version_at_prefix(&self, prefix: &[u8], revision: i64) -> MvccResult<Option<KeyValue>> {
-        let end = codec::history_key_from_prefix(prefix, RevisionId { main: revision, sub: i64::MAX });
+    /// Visits the version of the key with history prefix `prefix` alive at `revision`, if any
+    /// (its latest version at or below `revision`, unless that is a tombstone).
+    fn visit_version_at(
+        &self,
+        prefix: &[u8],
+        revision: i64,
+        visit: &mut impl FnMut(KvRef<'_>),
+    ) -> MvccResult<()> {
+        let end = codec::history_key_from_prefix(
+            prefix,
+            RevisionId {
+                main: revision,
+                sub: i64::MAX,
+            },
+        );
         let mut rows = self.history.range::<&[u8]>(prefix..=end.as_slice())?;
         let Some(row) = rows.next_back() else {
-            return Ok(None);
+            return Ok(());
         };
-        let (key, value) = row?;
-        let (_, at) = codec::split_history_key(key.value())
+        let (row_key, value) = row?;
+        let (_, at) = codec::split_history_key(row_key.value())
             .ok_or_else(|| MvccError::corrupt("history", "undecodable key"))?;
         let record = codec::decode_history(value.value())
             .ok_or_else(|| MvccError::corrupt("history", "undecodable value"))?;
         if record.tombstone {
-            return Ok(None);
+            return Ok(());
         }
         let user_key = codec::unescape_prefix(prefix)
             .ok_or_else(|| MvccError::corrupt("history", "badly escaped key"))?;
-        Ok(Some(record.to_key_value(&user_key, at.main, true)))
+        visit(KvRef {
+            key: &user_key,
+            create_revision: record.create_revision,
+            mod_revision: at.main,
+            version: record.version,
+            lease: record.lease,
+            value: record.value,
+        });
+        Ok(())
     }
 
     /// The live version of `key` at the view's current state.
@@ -224,10 +254,16 @@ where
     }
 
     /// The version of `key` just before the change at `at`, if the key existed then.
-    pub(crate) fn version_before(&self, key: &[u8], at: RevisionId) -> MvccResult<Option<KeyValue>> {
+    pub(crate) fn version_before(
+        &self,
+        key: &[u8],
+        at: RevisionId,
+    ) -> MvccResult<Option<KeyValue>> {
         let prefix = codec::history_prefix(key);
         let end = codec::history_key_from_prefix(&prefix, at);
-        let mut rows = self.history.range::<&[u8]>(prefix.as_slice()..end.as_slice())?;
+        let mut rows = self
+            .history
+            .range::<&[u8]>(prefix.as_slice()..end.as_slice())?;
         let Some(row) = rows.next_back() else {
             return Ok(None);
         };
@@ -245,7 +281,11 @@ where
     }
 
     /// Executes an etcd range request against this view.
-    pub(crate) fn range(&self, req: &RangeRequest, revisions: Revisions) -> OpResult<RangeResponse> {
+    pub(crate) fn range(
+        &self,
+        req: &RangeRequest,
+        revisions: Revisions,
+    ) -> OpResult<RangeResponse> {
         let revision = revisions.resolve(req.revision)?;
         let span = KeySpan::new(&req.key, &req.range_end);
         let plan = RangePlan::new(req);
@@ -314,8 +354,12 @@ impl RangePlan {
             || req.max_mod_revision != 0
             || req.min_create_revision != 0
             || req.max_create_revision != 0;
-        let materialize_limit = (req.limit > 0 && order == SortOrder::None && !filtered)
-            .then(|| usize::try_from(req.limit).unwrap_or(usize::MAX).saturating_add(1));
+        let materialize_limit =
+            (req.limit > 0 && order == SortOrder::None && !filtered).then(|| {
+                usize::try_from(req.limit)
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(1)
+            });
         Self {
             order,
             keep_values: !req.keys_only || req.sort_target == SortTarget::Value,

@@ -49,6 +49,9 @@ use super::error::MvccResult;
 /// The type of every table of the store.
 pub(crate) type BytesTable = TableDefinition<'static, &'static [u8], &'static [u8]>;
 
+/// A table opened in a read transaction.
+pub(crate) type ReadTable = ReadOnlyTable<&'static [u8], &'static [u8]>;
+
 pub(crate) const CURRENT: BytesTable = TableDefinition::new("current");
 pub(crate) const HISTORY: BytesTable = TableDefinition::new("history");
 pub(crate) const CHANGES: BytesTable = TableDefinition::new("changes");
@@ -57,8 +60,14 @@ pub(crate) const LEASE_KEYS: BytesTable = TableDefinition::new("lease_keys");
 pub(crate) const META: BytesTable = TableDefinition::new("meta");
 
 /// Every table with its snapshot/hash id, in the order snapshots and hashes visit them.
-pub(crate) const ALL: [(u8, BytesTable); 6] =
-    [(1, CURRENT), (2, HISTORY), (3, CHANGES), (4, LEASES), (5, LEASE_KEYS), (6, META)];
+pub(crate) const ALL: [(u8, BytesTable); 6] = [
+    (1, CURRENT),
+    (2, HISTORY),
+    (3, CHANGES),
+    (4, LEASES),
+    (5, LEASE_KEYS),
+    (6, META),
+];
 
 pub(crate) const META_CURRENT_REVISION: &[u8] = b"current_revision";
 pub(crate) const META_COMPACT_REVISION: &[u8] = b"compact_revision";
@@ -67,12 +76,12 @@ pub(crate) const META_ALARMS: &[u8] = b"alarms";
 
 /// All tables opened for reading in one read transaction.
 pub(crate) struct ReadTables {
-    pub current: ReadOnlyTable<&'static [u8], &'static [u8]>,
-    pub history: ReadOnlyTable<&'static [u8], &'static [u8]>,
-    pub changes: ReadOnlyTable<&'static [u8], &'static [u8]>,
-    pub leases: ReadOnlyTable<&'static [u8], &'static [u8]>,
-    pub lease_keys: ReadOnlyTable<&'static [u8], &'static [u8]>,
-    pub meta: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    pub current: ReadTable,
+    pub history: ReadTable,
+    pub changes: ReadTable,
+    pub leases: ReadTable,
+    pub lease_keys: ReadTable,
+    pub meta: ReadTable,
 }
 
 impl ReadTables {
@@ -85,6 +94,18 @@ impl ReadTables {
             lease_keys: txn.open_table(LEASE_KEYS)?,
             meta: txn.open_table(META)?,
         })
+    }
+
+    /// Every table with its id, in [`ALL`] order.
+    pub(crate) fn by_id(&self) -> [(u8, &ReadTable); 6] {
+        [
+            (ALL[0].0, &self.current),
+            (ALL[1].0, &self.history),
+            (ALL[2].0, &self.changes),
+            (ALL[3].0, &self.leases),
+            (ALL[4].0, &self.lease_keys),
+            (ALL[5].0, &self.meta),
+        ]
     }
 }
 

@@ -27,18 +27,15 @@ use crate::request::{
 pub(crate) fn execute(writer: &mut Writer<'_>, req: &TxnRequest) -> OpResult<TxnResponse> {
     let mut path = Vec::new();
     choose_path(writer, req, &mut path)?;
-    let mut effects = Vec::new();
-    check(writer, req, &path, &mut 0, &mut effects)?;
+    let mut checks = Checks {
+        effects: Vec::new(),
+        range_error: None,
+    };
+    check(writer, req, &path, &mut 0, &mut checks)?;
+    if let Some(error) = checks.range_error {
+        return Err(error.into());
+    }
     run(writer, req, &path, &mut 0)
-}
-
-/// Whether any operation of `req`, on either branch and in nested txns, is a put.
-pub(crate) fn has_put(req: &TxnRequest) -> bool {
-    req.success.iter().chain(&req.failure).any(|op| match op {
-        RequestOp::Put(_) => true,
-        RequestOp::Txn(nested) => has_put(nested),
-        RequestOp::Range(_) | RequestOp::DeleteRange(_) => false,
-    })
 }
 
 /// The quota cost of `req` (etcd `costTxn`): the larger of its branches' put sizes, nested txns
@@ -59,7 +56,11 @@ pub(crate) fn put_cost(req: &TxnRequest, per_put_overhead: u64) -> u64 {
 }
 
 fn branch(req: &TxnRequest, succeeded: bool) -> &[RequestOp] {
-    if succeeded { &req.success } else { &req.failure }
+    if succeeded {
+        &req.success
+    } else {
+        &req.failure
+    }
 }
 
 fn choose_path(writer: &Writer<'_>, req: &TxnRequest, path: &mut Vec<bool>) -> OpResult<()> {
@@ -84,12 +85,17 @@ fn evaluate(writer: &Writer<'_>, compare: &Compare) -> OpResult<bool> {
     let revisions = writer.revisions();
     let mut holds = true;
     let mut seen = false;
-    writer.source().visit(span, revisions.current, revisions, |kv| {
-        seen = true;
-        if holds {
-            holds = compare_kv(compare, &kv.to_key_value(matches!(compare.target, CompareTarget::Value(_))));
-        }
-    })?;
+    writer
+        .source()
+        .visit(span, revisions.current, revisions, |kv| {
+            seen = true;
+            if holds {
+                holds = compare_kv(
+                    compare,
+                    &kv.to_key_value(matches!(compare.target, CompareTarget::Value(_))),
+                );
+            }
+        })?;
     if seen {
         return Ok(holds);
     }
@@ -122,12 +128,20 @@ enum Effect<'a> {
     Delete(KeySpan<'a>),
 }
 
+/// What the check pass has seen so far.
+struct Checks<'r> {
+    effects: Vec<Effect<'r>>,
+    /// The first range at a future or compacted revision. etcd checks every put before any
+    /// range, so a put error wins over it.
+    range_error: Option<KvError>,
+}
+
 fn check<'r>(
     writer: &Writer<'_>,
     req: &'r TxnRequest,
     path: &[bool],
     at: &mut usize,
-    effects: &mut Vec<Effect<'r>>,
+    checks: &mut Checks<'r>,
 ) -> OpResult<()> {
     let succeeded = path.get(*at).copied().unwrap_or(true);
     *at += 1;
@@ -135,21 +149,27 @@ fn check<'r>(
     for op in branch(req, succeeded) {
         match op {
             RequestOp::Range(range) => {
-                check_range_revision(start, range.revision)?;
+                if let Err(error) = check_range_revision(start, range.revision) {
+                    checks.range_error.get_or_insert(error);
+                }
             }
             RequestOp::Put(put) => {
-                if (put.ignore_value || put.ignore_lease) && !key_exists(writer, &put.key, effects)? {
+                if (put.ignore_value || put.ignore_lease)
+                    && !key_exists(writer, &put.key, &checks.effects)?
+                {
                     return Err(KvError::KeyNotFound.into());
                 }
                 if put.lease != 0 && !writer.lease_exists(put.lease)? {
                     return Err(KvError::LeaseNotFound.into());
                 }
-                effects.push(Effect::Put(&put.key));
+                checks.effects.push(Effect::Put(&put.key));
             }
             RequestOp::DeleteRange(delete) => {
-                effects.push(Effect::Delete(KeySpan::new(&delete.key, &delete.range_end)));
+                checks
+                    .effects
+                    .push(Effect::Delete(KeySpan::new(&delete.key, &delete.range_end)));
             }
-            RequestOp::Txn(nested) => check(writer, nested, path, at, effects)?,
+            RequestOp::Txn(nested) => check(writer, nested, path, at, checks)?,
         }
     }
     Ok(())
@@ -173,7 +193,12 @@ fn key_exists(writer: &Writer<'_>, key: &[u8], effects: &[Effect<'_>]) -> OpResu
     Ok(writer.source().get(key)?.is_some())
 }
 
-fn run(writer: &mut Writer<'_>, req: &TxnRequest, path: &[bool], at: &mut usize) -> OpResult<TxnResponse> {
+fn run(
+    writer: &mut Writer<'_>,
+    req: &TxnRequest,
+    path: &[bool],
+    at: &mut usize,
+) -> OpResult<TxnResponse> {
     let succeeded = path.get(*at).copied().unwrap_or(true);
     *at += 1;
     let ops = branch(req, succeeded);
@@ -187,5 +212,8 @@ fn run(writer: &mut Writer<'_>, req: &TxnRequest, path: &[bool], at: &mut usize)
         };
         responses.push(response);
     }
-    Ok(TxnResponse { succeeded, responses })
+    Ok(TxnResponse {
+        succeeded,
+        responses,
+    })
 }

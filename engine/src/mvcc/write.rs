@@ -73,25 +73,27 @@ impl<'txn> Writer<'txn> {
 
     pub(crate) fn set_compact_revision(&mut self, revision: i64) -> MvccResult<()> {
         self.compact_revision = revision;
-        self.tables
-            .meta
-            .insert(tables::META_COMPACT_REVISION, codec::encode_i64(revision).as_slice())?;
+        self.tables.meta.insert(
+            tables::META_COMPACT_REVISION,
+            codec::encode_i64(revision).as_slice(),
+        )?;
         Ok(())
     }
 
     /// The revisions reads inside the current command are judged against: the state they see
     /// includes the command's own changes.
     pub(crate) fn revisions(&self) -> Revisions {
-        Revisions { current: self.revision + i64::from(self.sub > 0), compact: self.compact_revision }
+        Revisions {
+            current: self.revision + i64::from(self.sub > 0),
+            compact: self.compact_revision,
+        }
     }
 
     pub(crate) fn source(&self) -> ReadSource<'_, WriteTable<'txn>> {
-        ReadSource { current: &self.tables.current, history: &self.tables.history }
-    }
-
-    /// Whether the current command has changed anything yet.
-    pub(crate) fn changed(&self) -> bool {
-        self.sub > 0
+        ReadSource {
+            current: &self.tables.current,
+            history: &self.tables.history,
+        }
     }
 
     pub(crate) fn begin_command(&mut self) {
@@ -120,7 +122,10 @@ impl<'txn> Writer<'txn> {
     }
 
     fn next_revision(&mut self) -> RevisionId {
-        let rev = RevisionId { main: self.revision + 1, sub: self.sub };
+        let rev = RevisionId {
+            main: self.revision + 1,
+            sub: self.sub,
+        };
         self.sub += 1;
         rev
     }
@@ -130,7 +135,11 @@ impl<'txn> Writer<'txn> {
     }
 
     pub(crate) fn lease_exists(&self, id: i64) -> MvccResult<bool> {
-        Ok(self.tables.leases.get(codec::encode_i64(id).as_slice())?.is_some())
+        Ok(self
+            .tables
+            .leases
+            .get(codec::encode_i64(id).as_slice())?
+            .is_some())
     }
 
     /// Puts one key. The caller has checked the lease; `ignore_value` / `ignore_lease` on a
@@ -149,21 +158,39 @@ impl<'txn> Writer<'txn> {
             Some(old) if req.ignore_lease => old.lease,
             _ => req.lease,
         };
-        let (create_revision, version) =
-            old.as_ref().map_or((rev.main, 1), |old| (old.create_revision, old.version + 1));
-        let current = CurrentRecord { create_revision, mod_revision: rev.main, version, lease, value };
-        let history =
-            HistoryRecord { tombstone: false, create_revision, version, lease, value };
-        self.tables.current.insert(req.key.as_ref(), codec::encode_current(&current).as_slice())?;
+        let (create_revision, version) = old
+            .as_ref()
+            .map_or((rev.main, 1), |old| (old.create_revision, old.version + 1));
+        let current = CurrentRecord {
+            create_revision,
+            mod_revision: rev.main,
+            version,
+            lease,
+            value,
+        };
+        let history = HistoryRecord {
+            tombstone: false,
+            create_revision,
+            version,
+            lease,
+            value,
+        };
+        self.tables
+            .current
+            .insert(req.key.as_ref(), codec::encode_current(&current).as_slice())?;
         self.tables.history.insert(
             codec::history_key(&req.key, rev).as_slice(),
             codec::encode_history(&history).as_slice(),
         )?;
-        self.tables.changes.insert(codec::encode_revision(rev).as_slice(), req.key.as_ref())?;
+        self.tables
+            .changes
+            .insert(codec::encode_revision(rev).as_slice(), req.key.as_ref())?;
         let old_lease = old.as_ref().map_or(0, |old| old.lease);
         if old_lease != lease {
             if old_lease != 0 {
-                self.tables.lease_keys.remove(codec::lease_key(old_lease, &req.key).as_slice())?;
+                self.tables
+                    .lease_keys
+                    .remove(codec::lease_key(old_lease, &req.key).as_slice())?;
             }
             if lease != 0 {
                 self.tables
@@ -172,39 +199,71 @@ impl<'txn> Writer<'txn> {
             }
         }
         let kv = current.to_key_value(&req.key, true);
-        self.events.push(Event { kind: EventKind::Put, kv, prev_kv: old.clone() });
-        Ok(PutResponse { prev_kv: if req.prev_kv { old } else { None } })
+        self.events.push(Event {
+            kind: EventKind::Put,
+            kv,
+            prev_kv: old.clone(),
+        });
+        Ok(PutResponse {
+            prev_kv: if req.prev_kv { old } else { None },
+        })
     }
 
-    pub(crate) fn delete_range(&mut self, req: &DeleteRangeRequest) -> MvccResult<DeleteRangeResponse> {
+    pub(crate) fn delete_range(
+        &mut self,
+        req: &DeleteRangeRequest,
+    ) -> MvccResult<DeleteRangeResponse> {
         let span = KeySpan::new(&req.key, &req.range_end);
         let revisions = self.revisions();
         let mut doomed = Vec::new();
-        self.source().visit(span, revisions.current, revisions, |kv| doomed.push(kv.to_key_value(true)))?;
+        self.source()
+            .visit(span, revisions.current, revisions, |kv| {
+                doomed.push(kv.to_key_value(true));
+            })?;
         let deleted = doomed.len() as i64;
         for kv in &doomed {
             self.delete_key(kv)?;
         }
-        Ok(DeleteRangeResponse { deleted, prev_kvs: if req.prev_kv { doomed } else { Vec::new() } })
+        Ok(DeleteRangeResponse {
+            deleted,
+            prev_kvs: if req.prev_kv { doomed } else { Vec::new() },
+        })
     }
 
     /// Deletes the live key whose current version is `prev`: a tombstone in history, the key
     /// detached from its lease, a DELETE event.
     pub(crate) fn delete_key(&mut self, prev: &KeyValue) -> MvccResult<()> {
         let rev = self.next_revision();
-        let tombstone =
-            HistoryRecord { tombstone: true, create_revision: 0, version: 0, lease: 0, value: &[] };
+        let tombstone = HistoryRecord {
+            tombstone: true,
+            create_revision: 0,
+            version: 0,
+            lease: 0,
+            value: &[],
+        };
         self.tables.current.remove(prev.key.as_ref())?;
         self.tables.history.insert(
             codec::history_key(&prev.key, rev).as_slice(),
             codec::encode_history(&tombstone).as_slice(),
         )?;
-        self.tables.changes.insert(codec::encode_revision(rev).as_slice(), prev.key.as_ref())?;
+        self.tables
+            .changes
+            .insert(codec::encode_revision(rev).as_slice(), prev.key.as_ref())?;
         if prev.lease != 0 {
-            self.tables.lease_keys.remove(codec::lease_key(prev.lease, &prev.key).as_slice())?;
+            self.tables
+                .lease_keys
+                .remove(codec::lease_key(prev.lease, &prev.key).as_slice())?;
         }
-        let kv = KeyValue { key: prev.key.clone(), mod_revision: rev.main, ..KeyValue::default() };
-        self.events.push(Event { kind: EventKind::Delete, kv, prev_kv: Some(prev.clone()) });
+        let kv = KeyValue {
+            key: prev.key.clone(),
+            mod_revision: rev.main,
+            ..KeyValue::default()
+        };
+        self.events.push(Event {
+            kind: EventKind::Delete,
+            kv,
+            prev_kv: Some(prev.clone()),
+        });
         Ok(())
     }
 
@@ -225,7 +284,10 @@ impl<'txn> Writer<'txn> {
     /// Records the batch's final revision, the raft state and any alarm change in the meta table.
     pub(crate) fn finish(mut self, raft_state: &[u8]) -> MvccResult<(i64, i64)> {
         let meta = &mut self.tables.meta;
-        meta.insert(tables::META_CURRENT_REVISION, codec::encode_i64(self.revision).as_slice())?;
+        meta.insert(
+            tables::META_CURRENT_REVISION,
+            codec::encode_i64(self.revision).as_slice(),
+        )?;
         meta.insert(tables::META_RAFT_STATE, raft_state)?;
         if self.alarms_dirty {
             self.alarms.sort();

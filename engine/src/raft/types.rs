@@ -31,7 +31,7 @@ openraft::declare_raft_types!(
         Term = u64,
         LeaderId = openraft::impls::leader_id_adv::LeaderId<u64, u64>,
         Vote = openraft::impls::Vote<openraft::impls::leader_id_adv::LeaderId<u64, u64>>,
-        Entry = openraft::Entry<openraft::impls::leader_id_adv::CommittedLeaderId<u64, u64>, openraft::EntryPayload<Proposal, u64, MemberNode>>,
+        Entry = openraft::Entry<openraft::impls::leader_id_adv::LeaderId<u64, u64>, openraft::EntryPayload<Proposal, u64, MemberNode>>,
         AsyncRuntime = openraft::impls::TokioRuntime,
 );
 
@@ -42,3 +42,4 @@ pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
 pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
 pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, std::fs::File>;
 pub type Membership = openraft::Membership<u64, MemberNode>;
+pub type Raft = openraft::Raft<TypeConfig, crate::raft::state_machine::MvccStateMachine>;

@@ -124,7 +124,9 @@ impl WatchHub {
 
 impl std::fmt::Debug for WatchHub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WatchHub").field("options", &self.options).finish_non_exhaustive()
+        f.debug_struct("WatchHub")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
     }
 }
 
@@ -229,35 +231,24 @@ impl HubState {
 
     pub(super) fn publish(&mut self, revision: i64, events: Arc<[Event]>) {
         if revision <= self.last_published {
-            tracing::warn!(revision, last = self.last_published, "watch hub: ignoring stale publish");
+            tracing::warn!(
+                revision,
+                last = self.last_published,
+                "watch hub: ignoring stale publish"
+            );
             return;
         }
         if revision != self.last_published + 1 {
-            tracing::info!(revision, last = self.last_published, "watch hub: revisions skipped");
+            tracing::info!(
+                revision,
+                last = self.last_published,
+                "watch hub: revisions skipped"
+            );
             self.unsync_for_gap(revision);
         }
         self.last_published = revision;
-        self.ring.push(revision, Arc::clone(&events));
-        if self.synced.is_empty() || events.is_empty() {
-            return;
-        }
-
-        // Per matching watcher, its shaped events of this revision, in event order.
-        let mut batches: Vec<(WatcherKey, Vec<Event>)> = Vec::new();
-        let mut position: HashMap<WatcherKey, usize> = HashMap::new();
-        for event in events.iter() {
-            let watchers = &self.watchers;
-            self.synced.for_each_match(&event.kv.key, |key| {
-                let Some(shaped) = watchers.get(&key).and_then(|w| w.shape(event)) else {
-                    return;
-                };
-                let slot = *position.entry(key).or_insert_with(|| {
-                    batches.push((key, Vec::new()));
-                    batches.len() - 1
-                });
-                batches[slot].1.push(shaped);
-            });
-        }
+        let batches = self.match_synced(&events);
+        self.ring.push(revision, events);
 
         for (key, events) in batches {
             let Some(watcher) = self.watchers.get_mut(&key) else {
@@ -278,6 +269,28 @@ impl HubState {
                 Err(TrySendError::Closed(_)) => {}
             }
         }
+    }
+
+    /// Per matching synced watcher, its shaped events of one revision, in event order.
+    fn match_synced(&self, events: &[Event]) -> Vec<(WatcherKey, Vec<Event>)> {
+        let mut batches: Vec<(WatcherKey, Vec<Event>)> = Vec::new();
+        if self.synced.is_empty() {
+            return batches;
+        }
+        let mut position: HashMap<WatcherKey, usize> = HashMap::new();
+        for event in events {
+            self.synced.for_each_match(&event.kv.key, |key| {
+                let Some(shaped) = self.watchers.get(&key).and_then(|w| w.shape(event)) else {
+                    return;
+                };
+                let slot = *position.entry(key).or_insert_with(|| {
+                    batches.push((key, Vec::new()));
+                    batches.len() - 1
+                });
+                batches[slot].1.push(shaped);
+            });
+        }
+        batches
     }
 
     /// Revisions `(last_published, revision)` were never published here (a snapshot was

@@ -45,6 +45,7 @@ fn bucket(range: &KeyRange) -> Bucket {
 }
 
 impl WatcherIndex {
+    #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.len
     }
@@ -73,9 +74,7 @@ impl WatcherIndex {
             Bucket::Exact(key) => remove_from(&mut self.exact, &key, watcher),
             Bucket::Prefix(prefix) => {
                 let removed = remove_from(&mut self.prefixes, &prefix, watcher);
-                if removed
-                    && let Some(count) = self.prefix_lens.get_mut(&prefix.len())
-                {
+                if removed && let Some(count) = self.prefix_lens.get_mut(&prefix.len()) {
                     *count -= 1;
                     if *count == 0 {
                         self.prefix_lens.remove(&prefix.len());
@@ -116,7 +115,11 @@ impl WatcherIndex {
     }
 }
 
-fn remove_from(map: &mut HashMap<Bytes, Vec<WatcherKey>>, key: &Bytes, watcher: WatcherKey) -> bool {
+fn remove_from(
+    map: &mut HashMap<Bytes, Vec<WatcherKey>>,
+    key: &Bytes,
+    watcher: WatcherKey,
+) -> bool {
     let Some(watchers) = map.get_mut(key) else {
         return false;
     };

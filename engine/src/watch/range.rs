@@ -67,7 +67,10 @@ mod tests {
 
     #[test]
     fn prefix_end_increments_last_non_ff_byte() {
-        assert_eq!(prefix_end(b"/registry/pods/"), Some(b"/registry/pods0".to_vec()));
+        assert_eq!(
+            prefix_end(b"/registry/pods/"),
+            Some(b"/registry/pods0".to_vec())
+        );
         assert_eq!(prefix_end(b"a\xff\xff"), Some(b"b".to_vec()));
         assert_eq!(prefix_end(b"\xff\xff"), None);
         assert_eq!(prefix_end(b""), None);
@@ -76,9 +79,18 @@ mod tests {
     #[test]
     fn classifies_etcd_ranges() {
         assert_eq!(range(b"k", b""), KeyRange::Exact(Bytes::from_static(b"k")));
-        assert_eq!(range(b"k", b"\0"), KeyRange::FromKey(Bytes::from_static(b"k")));
-        assert_eq!(range(b"/a/", b"/a0"), KeyRange::Prefix(Bytes::from_static(b"/a/")));
-        assert_eq!(range(b"a\xff", b"b"), KeyRange::Prefix(Bytes::from_static(b"a\xff")));
+        assert_eq!(
+            range(b"k", b"\0"),
+            KeyRange::FromKey(Bytes::from_static(b"k"))
+        );
+        assert_eq!(
+            range(b"/a/", b"/a0"),
+            KeyRange::Prefix(Bytes::from_static(b"/a/"))
+        );
+        assert_eq!(
+            range(b"a\xff", b"b"),
+            KeyRange::Prefix(Bytes::from_static(b"a\xff"))
+        );
         assert!(matches!(range(b"a", b"c"), KeyRange::Range { .. }));
         assert_eq!(
             KeyRange::new(Bytes::from_static(b"b"), Bytes::from_static(b"a")),

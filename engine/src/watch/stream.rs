@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::hub::WatchHub;
 use super::range::KeyRange;
-use super::watcher::{StreamId, SyncState, Watcher};
+use super::watcher::{Shaping, StreamId, SyncState, Watcher};
 use super::{WatchError, WatchResult, WatchSpec};
 
 /// A stream of watchers sharing one message channel (etcd's `WatchStream`, one per gRPC
@@ -25,7 +25,21 @@ impl WatchStream {
     /// A start revision `<= 0` or past the last published revision starts synced; an older one
     /// starts unsynced and is caught up by the syncer (or told it is compacted).
     pub fn create(&self, watch_id: Option<i64>, spec: WatchSpec) -> WatchResult<i64> {
-        let range = KeyRange::new(spec.key.clone(), spec.range_end.clone())?;
+        let WatchSpec {
+            key,
+            range_end,
+            start_revision: start,
+            prev_kv,
+            filter_put,
+            filter_delete,
+            progress_notify,
+        } = spec;
+        let range = KeyRange::new(key, range_end)?;
+        let shaping = Shaping {
+            prev_kv,
+            filter_put,
+            filter_delete,
+        };
         let (id, unsynced) = {
             let mut state = self.hub.lock();
             let last = state.last_published;
@@ -46,13 +60,20 @@ impl WatchStream {
                     stream.next_auto_id - 1
                 }
             };
-            let start = spec.start_revision;
             let (min_rev, sync_state) = if start <= 0 || start > last {
                 ((last + 1).max(start), SyncState::Synced)
             } else {
                 (start, SyncState::Unsynced { next_rev: start })
             };
-            let watcher = Watcher::new(self.id, id, &spec, range, min_rev, sync_state);
+            let watcher = Watcher::new(
+                self.id,
+                id,
+                range,
+                shaping,
+                progress_notify,
+                min_rev,
+                sync_state,
+            );
             let unsynced = !watcher.is_synced();
             state.add_watcher(watcher);
             (id, unsynced)
@@ -105,6 +126,8 @@ impl Drop for WatchStream {
 
 impl std::fmt::Debug for WatchStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WatchStream").field("id", &self.id.0).finish_non_exhaustive()
+        f.debug_struct("WatchStream")
+            .field("id", &self.id.0)
+            .finish_non_exhaustive()
     }
 }

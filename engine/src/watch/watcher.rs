@@ -2,7 +2,6 @@
 
 use crate::kv::{Event, EventKind};
 
-use super::WatchSpec;
 use super::range::KeyRange;
 
 /// Hub-wide identity of a watcher (never reused), distinct from the client's per-stream watch id.
@@ -24,14 +23,20 @@ pub(super) enum SyncState {
     Compacted { compact_revision: i64 },
 }
 
+/// How a watcher's events are shaped: etcd's filters and `prev_kv`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Shaping {
+    pub(super) prev_kv: bool,
+    pub(super) filter_put: bool,
+    pub(super) filter_delete: bool,
+}
+
 #[derive(Debug)]
 pub(super) struct Watcher {
     pub(super) stream: StreamId,
     pub(super) watch_id: i64,
     pub(super) range: KeyRange,
-    prev_kv: bool,
-    filter_put: bool,
-    filter_delete: bool,
+    shaping: Shaping,
     pub(super) progress_notify: bool,
     /// Events below this revision are never delivered (a start revision in the future).
     pub(super) min_rev: i64,
@@ -45,8 +50,9 @@ impl Watcher {
     pub(super) fn new(
         stream: StreamId,
         watch_id: i64,
-        spec: &WatchSpec,
         range: KeyRange,
+        shaping: Shaping,
+        progress_notify: bool,
         min_rev: i64,
         state: SyncState,
     ) -> Self {
@@ -54,10 +60,8 @@ impl Watcher {
             stream,
             watch_id,
             range,
-            prev_kv: spec.prev_kv,
-            filter_put: spec.filter_put,
-            filter_delete: spec.filter_delete,
-            progress_notify: spec.progress_notify,
+            shaping,
+            progress_notify,
             min_rev,
             state,
             sent_since_progress: false,
@@ -80,8 +84,8 @@ impl Watcher {
     /// Payloads are `Bytes`, so the copy only bumps reference counts.
     pub(super) fn shape(&self, event: &Event) -> Option<Event> {
         let filtered = match event.kind {
-            EventKind::Put => self.filter_put,
-            EventKind::Delete => self.filter_delete,
+            EventKind::Put => self.shaping.filter_put,
+            EventKind::Delete => self.shaping.filter_delete,
         };
         if filtered || event.revision() < self.min_rev {
             return None;
@@ -89,7 +93,11 @@ impl Watcher {
         Some(Event {
             kind: event.kind,
             kv: event.kv.clone(),
-            prev_kv: if self.prev_kv { event.prev_kv.clone() } else { None },
+            prev_kv: if self.shaping.prev_kv {
+                event.prev_kv.clone()
+            } else {
+                None
+            },
         })
     }
 }
@@ -114,43 +122,39 @@ mod tests {
         }
     }
 
-    fn watcher(spec: &WatchSpec) -> Watcher {
-        let range = KeyRange::new(spec.key.clone(), spec.range_end.clone()).expect("valid range");
-        Watcher::new(StreamId(0), 0, spec, range, 0, SyncState::Synced)
+    fn watcher(shaping: Shaping) -> Watcher {
+        let range = KeyRange::Exact(Bytes::from_static(b"k"));
+        Watcher::new(StreamId(0), 0, range, shaping, false, 0, SyncState::Synced)
     }
 
     #[test]
     fn filters_drop_kinds_and_strip_prev_kv() {
-        let spec = WatchSpec {
-            key: Bytes::from_static(b"k"),
+        let w = watcher(Shaping {
             filter_delete: true,
-            ..WatchSpec::default()
-        };
-        let w = watcher(&spec);
-        let put = w.select(&event(EventKind::Put, b"k", 2)).expect("put passes");
+            ..Shaping::default()
+        });
+        let put = w
+            .select(&event(EventKind::Put, b"k", 2))
+            .expect("put passes");
         assert_eq!(put.prev_kv, None);
         assert_eq!(w.select(&event(EventKind::Delete, b"k", 3)), None);
         assert_eq!(w.select(&event(EventKind::Put, b"other", 3)), None);
 
-        let spec = WatchSpec {
-            key: Bytes::from_static(b"k"),
+        let w = watcher(Shaping {
             prev_kv: true,
             filter_put: true,
-            ..WatchSpec::default()
-        };
-        let w = watcher(&spec);
+            ..Shaping::default()
+        });
         assert_eq!(w.select(&event(EventKind::Put, b"k", 2)), None);
-        let del = w.select(&event(EventKind::Delete, b"k", 3)).expect("delete passes");
+        let del = w
+            .select(&event(EventKind::Delete, b"k", 3))
+            .expect("delete passes");
         assert!(del.prev_kv.is_some());
     }
 
     #[test]
     fn events_below_min_rev_are_dropped() {
-        let spec = WatchSpec {
-            key: Bytes::from_static(b"k"),
-            ..WatchSpec::default()
-        };
-        let mut w = watcher(&spec);
+        let mut w = watcher(Shaping::default());
         w.min_rev = 5;
         assert_eq!(w.select(&event(EventKind::Put, b"k", 4)), None);
         assert!(w.select(&event(EventKind::Put, b"k", 5)).is_some());

@@ -4,6 +4,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use openraft::async_runtime::WatchReceiver as _;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 

@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use openraft::async_runtime::WatchReceiver as _;
 use tokio::sync::{mpsc, watch};
 
 pub use api_types::{
@@ -38,7 +39,8 @@ pub use identity::IdentityError;
 use crate::error::{KvError, KvResult};
 use crate::lease::{Lessor, MAX_LEASE_TTL, SystemClock};
 use crate::mvcc::{MvccOptions, MvccStore};
-use crate::raft::log_store::{WalLogStore, WalOptions};
+use crate::raft::log_store::WalLogStore;
+use crate::wal::WalOptions;
 use crate::raft::network::PeerNetwork;
 use crate::raft::state_machine::{MvccStateMachine, StoreCell};
 use crate::raft::types::{Applied, MemberNode, Raft};
@@ -204,7 +206,7 @@ impl Node {
 
         let wal_dir = member_dir.join("wal");
         let log_store = WalLogStore::open(&wal_dir, WalOptions::default())?;
-        let wal_stats = log_store.stats();
+        let wal_stats = log_store.wal_stats();
 
         let raft_config = openraft::Config {
             cluster_name: "cairn".to_string(),
@@ -447,7 +449,7 @@ impl Node {
     }
 
     pub async fn status(&self) -> KvResult<NodeStatus> {
-        let metrics = self.inner.raft.metrics().borrow().clone();
+        let metrics = self.inner.raft.metrics().borrow_watched().clone();
         let (db_size, in_use, alarms) = self
             .blocking(|store| {
                 let alarms = store.alarms().map_err(|e| KvError::Internal(e.to_string()))?;
@@ -534,7 +536,7 @@ impl Node {
     }
 
     pub fn members(&self) -> Vec<Member> {
-        let metrics = self.inner.raft.metrics().borrow().clone();
+        let metrics = self.inner.raft.metrics().borrow_watched().clone();
         let membership = metrics.membership_config.membership();
         let learners: Vec<u64> = membership.learner_ids().collect();
         membership
@@ -572,7 +574,7 @@ impl Node {
     pub fn metrics(&self) -> NodeMetrics {
         let store = self.inner.store.get();
         let leader = *self.inner.leader.borrow();
-        let wal = self.inner.wal_stats.snapshot();
+        let wal = &self.inner.wal_stats;
         NodeMetrics {
             has_leader: leader.is_some(),
             is_leader: leader == Some(self.inner.member_id),
@@ -581,8 +583,8 @@ impl Node {
             proposals_applied: self.inner.counters.applied.load(Ordering::Relaxed),
             proposals_pending: self.inner.proposals_pending.load(Ordering::Relaxed),
             proposals_failed: self.inner.proposals_failed.load(Ordering::Relaxed),
-            wal_fsync_count: wal.fsync_count,
-            wal_fsync_seconds_sum: wal.fsync_seconds,
+            wal_fsync_count: wal.fsync_count(),
+            wal_fsync_seconds_sum: wal.fsync_seconds(),
             db_total_size_bytes: store.db_size() as i64,
             db_total_size_in_use_bytes: store.db_size_in_use() as i64,
             current_revision: store.current_revision(),

@@ -1,0 +1,18 @@
+//! Criterion benches for the engine internals. One entry point, a module per group.
+//!
+//! `cargo bench -p cairn-bench` runs everything, including the 1M-key MVCC sizes; under
+//! `cargo test` (CI's quick mode) each bench runs once and the 1M-key sizes are skipped so the
+//! suite stays fast.
+
+mod mvcc;
+mod wal;
+
+use criterion::{criterion_group, criterion_main};
+
+/// True under `cargo bench` (criterion is passed `--bench`), false in test mode.
+pub(crate) fn full_run() -> bool {
+    std::env::args().any(|arg| arg == "--bench")
+}
+
+criterion_group!(benches, wal::bench_append, mvcc::bench_put, mvcc::bench_range, mvcc::bench_txn);
+criterion_main!(benches);

@@ -1,0 +1,118 @@
+//! Compaction: errors, what survives, events after compaction.
+
+use redb::{ReadableDatabase, ReadableTableMetadata};
+
+use super::*;
+use crate::mvcc::tables;
+
+/// Row counts of the history and changes tables.
+fn history_and_changes(f: &Fixture) -> (u64, u64) {
+    let db = f.store.db();
+    let txn = db.begin_read().expect("read txn");
+    let history = txn
+        .open_table(tables::HISTORY)
+        .expect("history")
+        .len()
+        .expect("len");
+    let changes = txn
+        .open_table(tables::CHANGES)
+        .expect("changes")
+        .len()
+        .expect("len");
+    (history, changes)
+}
+
+#[test]
+fn compact_errors_and_no_revision_bump() {
+    let f = open();
+    f.put("a", "1");
+    f.put("a", "2");
+    assert_eq!(
+        f.apply(Command::Compact { revision: 4 }).result,
+        Err(KvError::FutureRevision)
+    );
+    let output = f.apply(Command::Compact { revision: 2 });
+    assert_eq!(output.result, Ok(CommandResponse::Compact));
+    assert_eq!(output.revision, 3);
+    assert_eq!(f.store.compact_revision(), 2);
+    assert_eq!(
+        f.apply(Command::Compact { revision: 2 }).result,
+        Err(KvError::Compacted {
+            compact_revision: 2
+        })
+    );
+    assert_eq!(
+        f.apply(Command::Compact { revision: 1 }).result,
+        Err(KvError::Compacted {
+            compact_revision: 2
+        })
+    );
+    assert_eq!(
+        f.apply(Command::Compact { revision: 3 }).result,
+        Ok(CommandResponse::Compact)
+    );
+}
+
+#[test]
+fn compaction_keeps_the_latest_version_and_drops_tombstones() {
+    let f = open();
+    f.put("a", "1"); // 2
+    f.put("a", "2"); // 3
+    f.delete("a", ""); // 4
+    f.put("b", "1"); // 5
+    f.put("b", "2"); // 6
+    f.put("a", "3"); // 7
+    f.put("c", "1"); // 8
+    assert_eq!(history_and_changes(&f), (7, 7));
+    f.apply(Command::Compact { revision: 5 });
+    // a: 2, 3, 4(tombstone) go; b@5 stays (latest <= 5); b@6, a@7, c@8 are newer.
+    assert_eq!(history_and_changes(&f), (4, 3));
+    assert_eq!(f.keys_at("\0", "\0", 5), ["b"]);
+    assert_eq!(
+        f.get_at("b", 5).expect("read").map(|kv| kv.value),
+        Some(b("1"))
+    );
+    assert_eq!(f.keys_at("\0", "\0", 6), ["b"]);
+    assert_eq!(f.keys_at("\0", "\0", 7), ["a", "b"]);
+    f.apply(Command::Compact { revision: 8 });
+    assert_eq!(history_and_changes(&f), (3, 0));
+    assert_eq!(f.keys_at("\0", "\0", 8), ["a", "b", "c"]);
+    let b_now = f.get("b").expect("b");
+    assert_eq!((b_now.create_revision, b_now.version), (5, 2));
+}
+
+#[test]
+fn compacting_a_key_deleted_at_the_compact_revision_removes_it() {
+    let f = open();
+    f.put("a", "1"); // 2
+    f.delete("a", ""); // 3
+    f.apply(Command::Compact { revision: 3 });
+    assert_eq!(history_and_changes(&f), (0, 0));
+    assert_eq!(f.get_at("a", 3).expect("read"), None);
+}
+
+#[test]
+fn events_after_compaction() {
+    let f = open();
+    f.put("a", "1"); // 2
+    f.put("a", "2"); // 3
+    f.put("a", "3"); // 4
+    f.delete("a", ""); // 5
+    f.apply(Command::Compact { revision: 3 });
+    assert_eq!(
+        f.store.events(3, 10, 100),
+        Err(KvError::Compacted {
+            compact_revision: 3
+        })
+    );
+    let events = f.store.events(4, 10, 100).expect("events");
+    assert_eq!(events.len(), 2);
+    assert_eq!(
+        events[0].prev_kv.as_ref().map(|kv| kv.value.clone()),
+        Some(b("2"))
+    );
+    assert_eq!(
+        events[1].prev_kv.as_ref().map(|kv| kv.value.clone()),
+        Some(b("3"))
+    );
+}

@@ -1,123 +1,30 @@
 //! `WalLogStore` against openraft's storage conformance suite, plus durability across reopen.
 //!
-//! The suite also needs a state machine. It only applies blank and membership entries and
-//! moves snapshots around, so a minimal in-memory one is defined here; the log store is what is
-//! under test.
+//! The suite also exercises the state machine (applied state, membership, snapshot build and
+//! transfer), so it runs against the real `MvccStateMachine`.
 
-use std::io::{self, Cursor};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use cairn_engine::mvcc::{ApplyOutput, MvccOptions, MvccStore};
 use cairn_engine::raft::log_store::WalLogStore;
-use cairn_engine::raft::types::{LogId, StoredMembership, TypeConfig, Vote};
+use cairn_engine::raft::state_machine::{ApplyObserver, MvccStateMachine};
+use cairn_engine::request::Proposal;
+use cairn_engine::raft::types::{LogId, TypeConfig, Vote};
 use cairn_engine::wal::WalOptions;
-use futures::{Stream, TryStreamExt};
 use openraft::entry::RaftEntry;
-use openraft::storage::{
-    EntryResponder, IOFlushed, RaftLogReader, RaftLogStorage, RaftSnapshotBuilder, RaftStateMachine,
-};
+use openraft::storage::{IOFlushed, RaftLogReader, RaftLogStorage};
 use openraft::testing::log::{StoreBuilder, Suite};
 use openraft::type_config::TypeConfigExt;
 use openraft::vote::RaftLeaderIdExt;
-use openraft::{EntryPayload, OptionalSend, StorageError};
+use openraft::StorageError;
 use tempfile::TempDir;
 
-type SnapshotMeta = openraft::SnapshotMeta<
-    <TypeConfig as openraft::RaftTypeConfig>::LeaderId,
-    u64,
-    cairn_engine::raft::types::MemberNode,
->;
-type Snapshot = openraft::Snapshot<
-    <TypeConfig as openraft::RaftTypeConfig>::LeaderId,
-    u64,
-    cairn_engine::raft::types::MemberNode,
-    Cursor<Vec<u8>>,
->;
+/// The real state machine, observing nothing: the suite drives it directly.
+struct NoObserver;
 
-#[derive(Default)]
-struct SmState {
-    last_applied: Option<LogId>,
-    membership: StoredMembership,
-    snapshot: Option<(SnapshotMeta, Vec<u8>)>,
-}
-
-/// Applies nothing but raft's own entries; snapshots carry only the metadata.
-#[derive(Clone, Default)]
-struct MemStateMachine {
-    state: Arc<Mutex<SmState>>,
-}
-
-impl RaftSnapshotBuilder<TypeConfig> for MemStateMachine {
-    type SnapshotData = Cursor<Vec<u8>>;
-
-    async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
-        let mut state = self.state.lock().unwrap();
-        let meta = SnapshotMeta {
-            last_log_id: state.last_applied,
-            last_membership: state.membership.clone(),
-        };
-        state.snapshot = Some((meta.clone(), Vec::new()));
-        Ok(Snapshot {
-            meta,
-            snapshot: Cursor::new(Vec::new()),
-        })
-    }
-}
-
-impl RaftStateMachine<TypeConfig> for MemStateMachine {
-    type SnapshotData = Cursor<Vec<u8>>;
-    type SnapshotBuilder = Self;
-
-    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
-        let state = self.state.lock().unwrap();
-        Ok((state.last_applied, state.membership.clone()))
-    }
-
-    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
-    where
-        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
-    {
-        while let Some((entry, responder)) = entries.try_next().await? {
-            let log_id = entry.log_id();
-            {
-                let mut state = self.state.lock().unwrap();
-                state.last_applied = Some(log_id);
-                if let EntryPayload::Membership(m) = &entry.payload {
-                    state.membership = StoredMembership::new(Some(log_id), m.clone());
-                }
-            }
-            if let Some(responder) = responder {
-                responder.send(cairn_engine::raft::types::Applied {
-                    revision: 0,
-                    result: Ok(cairn_engine::request::CommandResponse::Compact),
-                });
-            }
-        }
-        Ok(())
-    }
-
-    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        self.clone()
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMeta,
-        snapshot: Self::SnapshotData,
-    ) -> Result<(), io::Error> {
-        let mut state = self.state.lock().unwrap();
-        state.last_applied = meta.last_log_id;
-        state.membership = meta.last_membership.clone();
-        state.snapshot = Some((meta.clone(), snapshot.into_inner()));
-        Ok(())
-    }
-
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
-        let state = self.state.lock().unwrap();
-        Ok(state.snapshot.as_ref().map(|(meta, data)| Snapshot {
-            meta: meta.clone(),
-            snapshot: Cursor::new(data.clone()),
-        }))
-    }
+impl ApplyObserver for NoObserver {
+    fn applied(&self, _batch: &[(Option<&Proposal>, &ApplyOutput)]) {}
+    fn restored(&self, _store: &MvccStore) {}
 }
 
 /// A fresh store in a fresh temp dir per call; the `TempDir` is the suite's guard.
@@ -125,13 +32,20 @@ struct Builder {
     options: WalOptions,
 }
 
-impl StoreBuilder<TypeConfig, WalLogStore, MemStateMachine, TempDir> for Builder {
+impl StoreBuilder<TypeConfig, WalLogStore, MvccStateMachine, TempDir> for Builder {
     async fn build(
         &self,
-    ) -> Result<(TempDir, WalLogStore, MemStateMachine), StorageError<TypeConfig>> {
+    ) -> Result<(TempDir, WalLogStore, MvccStateMachine), StorageError<TypeConfig>> {
         let dir = tempfile::tempdir().unwrap();
-        let store = WalLogStore::open(dir.path(), self.options.clone()).unwrap();
-        Ok((dir, store, MemStateMachine::default()))
+        let store = WalLogStore::open(&dir.path().join("wal"), self.options.clone()).unwrap();
+        let sm = MvccStateMachine::open(
+            &dir.path().join("mvcc.redb"),
+            MvccOptions::default(),
+            &dir.path().join("snap"),
+            Arc::new(NoObserver),
+        )
+        .unwrap();
+        Ok((dir, store, sm))
     }
 }
 

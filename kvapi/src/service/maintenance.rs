@@ -3,13 +3,14 @@
 
 use std::pin::Pin;
 
+use cairn_engine::KvError;
 use cairn_engine::request::{AlarmAction, AlarmMember, AlarmType};
 use futures::Stream;
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use super::snapshot::SnapshotFrames;
 use crate::context::Ctx;
 use crate::convert;
 use crate::pb::etcdserverpb::{self as pb, maintenance_server::Maintenance};
@@ -156,39 +157,30 @@ impl Maintenance for MaintenanceService {
 
     type SnapshotStream = SnapshotStream;
 
-    /// Streams the store in the engine's chunks with `remaining_bytes` counting down, then, as
-    /// etcd does, one last message whose blob is the SHA-256 of everything sent before it
-    /// (`etcdctl snapshot save` writes it at the end of the file for integrity checks).
+    /// Streams the store framed as etcd frames it (`snapshot.rs`): the engine's chunks with
+    /// `remaining_bytes` counting down, zero padding, then the SHA-256 of all of it.
     async fn snapshot(
         &self,
         _request: Request<pb::SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
         let (total, mut chunks, header) = self.ctx.node.snapshot().await.map_err(kv_error)?;
-        let version = self.ctx.config.storage_version.clone();
+        let mut frames = SnapshotFrames::new(
+            total,
+            convert::header(header),
+            self.ctx.config.storage_version.clone(),
+        );
         let ctx = self.ctx.clone();
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(async move {
-            let mut digest = Sha256::new();
-            let mut sent: u64 = 0;
-            let mut header = Some(convert::header(header));
             loop {
                 let chunk = tokio::select! {
                     chunk = chunks.recv() => chunk,
-                    () = ctx.stopping() => Some(Err(cairn_engine::KvError::Stopping)),
+                    () = ctx.stopping() => Some(Err(KvError::Stopping)),
                     () = tx.closed() => return,
                 };
                 let message = match chunk {
                     None => break,
-                    Some(Ok(blob)) => {
-                        digest.update(&blob);
-                        sent = sent.saturating_add(blob.len() as u64);
-                        Ok(pb::SnapshotResponse {
-                            header: header.take(),
-                            remaining_bytes: total.saturating_sub(sent),
-                            blob,
-                            version: version.clone(),
-                        })
-                    }
+                    Some(Ok(blob)) => frames.chunk(blob),
                     Some(Err(err)) => Err(kv_error(err)),
                 };
                 let failed = message.is_err();
@@ -196,13 +188,18 @@ impl Maintenance for MaintenanceService {
                     return;
                 }
             }
-            let checksum = pb::SnapshotResponse {
-                header: header.take(),
-                remaining_bytes: 0,
-                blob: bytes::Bytes::from(digest.finalize().to_vec()),
-                version,
-            };
-            let _ = tx.send(Ok(checksum)).await;
+            match frames.finish() {
+                Ok(tail) => {
+                    for message in tail {
+                        if tx.send(Ok(message)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(status) => {
+                    let _ = tx.send(Err(status)).await;
+                }
+            }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }

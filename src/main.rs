@@ -96,8 +96,13 @@ struct ServerFlags {
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let value: u64 = number.parse().map_err(|_| format!("invalid duration {text:?}"))?;
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?}"))?;
     match unit {
         "ms" => Ok(Duration::from_millis(value)),
         "s" | "" => Ok(Duration::from_secs(value)),
@@ -112,7 +117,9 @@ fn socket_addr(url: &str) -> anyhow::Result<String> {
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("unix://"))
-        .with_context(|| format!("URL {url:?} must start with http:// (TLS is not supported yet)"))?;
+        .with_context(|| {
+            format!("URL {url:?} must start with http:// (TLS is not supported yet)")
+        })?;
     let host_port = rest.trim_end_matches('/');
     if !host_port.contains(':') {
         bail!("URL {url:?} has no port");
@@ -144,7 +151,10 @@ fn init_logging(level: &str) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},openraft=warn")));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 async fn shutdown_signal() {
@@ -217,7 +227,12 @@ async fn serve(flags: ServerFlags) -> anyhow::Result<()> {
         let stopped = async move {
             let _ = stop.wait_for(|stop| *stop).await;
         };
-        servers.spawn(cairn_kvapi::serve(node.clone(), listener, api.clone(), stopped));
+        servers.spawn(cairn_kvapi::serve(
+            node.clone(),
+            listener,
+            api.clone(),
+            stopped,
+        ));
     }
     tokio::select! {
         () = shutdown_signal() => {}
@@ -227,7 +242,10 @@ async fn serve(flags: ServerFlags) -> anyhow::Result<()> {
     }
     stop_tx.send_replace(true);
     let drain = async { while servers.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_secs(5), drain).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(5), drain)
+        .await
+        .is_err()
+    {
         tracing::warn!("client connections did not close within 5s");
     }
     node.shutdown().await;
@@ -239,13 +257,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.server.log_level);
     let result = match cli.command {
-        Some(Command::Snapshot { command: SnapshotCommand::Restore { file, data_dir } }) => {
-            cairn_engine::node::restore_data_dir(&file, &data_dir)
-                .map(|revision| {
-                    println!("restored {} into {} at revision {revision}", file.display(), data_dir.display());
-                })
-                .with_context(|| format!("cannot restore {}", file.display()))
-        }
+        Some(Command::Snapshot {
+            command: SnapshotCommand::Restore { file, data_dir },
+        }) => cairn_engine::node::restore_data_dir(&file, &data_dir)
+            .map(|revision| {
+                println!(
+                    "restored {} into {} at revision {revision}",
+                    file.display(),
+                    data_dir.display()
+                );
+            })
+            .with_context(|| format!("cannot restore {}", file.display())),
         None => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

@@ -1363,6 +1363,40 @@ fn lease_grant_keep_alive_time_to_live_list_and_revoke() {
 }
 
 #[test]
+fn lease_keep_alive_stream_extends_the_lease_until_stopped() {
+    let Some(server) = start() else { return };
+    let ctl = Ctl::new(&server);
+    let (hex, _) = grant(&ctl, "3", 3);
+    ctl.ok(&["put", "ka", "v", &format!("--lease={hex}")]);
+    let keeper = CtlChild::spawn(&server.endpoint(), &["lease", "keep-alive", &hex]);
+    // etcdctl renews every TTL/3: four renewals span more than one TTL.
+    let started = Instant::now();
+    for _ in 0..4 {
+        assert_eq!(keeper.line(), format!("lease {hex} keepalived with TTL(3)"));
+    }
+    wait_until("one TTL to pass", Duration::from_secs(10), || {
+        started.elapsed() > Duration::from_secs(4)
+    });
+    assert_eq!(
+        ctl.ok(&["get", "ka"]),
+        "ka\nv\n",
+        "a kept-alive lease must not expire"
+    );
+    let ttl = ctl.json(&["lease", "timetolive", &hex]);
+    assert!(int(&ttl, "ttl") > 0, "{ttl}");
+    drop(keeper);
+    wait_until(
+        "the lease to expire once renewals stop",
+        Duration::from_secs(20),
+        || ctl.ok(&["get", "ka"]).is_empty(),
+    );
+    assert_eq!(
+        ctl.ok(&["lease", "timetolive", &hex]),
+        format!("lease {hex} already expired\n")
+    );
+}
+
+#[test]
 fn lease_expires_on_its_own_and_deletes_its_keys_at_one_revision() {
     let Some(server) = start() else { return };
     let ctl = Ctl::new(&server);
@@ -1656,6 +1690,50 @@ fn member_list_shows_the_single_member() {
         "{list}"
     );
     assert_eq!(list["header"]["member_id"].as_u64(), Some(member_id));
+}
+
+#[test]
+fn member_update_and_move_leader_on_the_single_member() {
+    let Some(server) = start() else { return };
+    let ctl = Ctl::new(&server);
+    let header = ctl.json(&["get", "cairn-test/absent"])["header"].clone();
+    let member_id = header["member_id"].as_u64().expect("member_id");
+    let cluster_id = header["cluster_id"].as_u64().expect("cluster_id");
+    let id_hex = format!("{member_id:x}");
+
+    // etcdctl prints the cluster id with %16x (space padded).
+    let new_peer = format!("http://127.0.0.1:{}", common::free_port());
+    assert_eq!(
+        ctl.ok(&[
+            "member",
+            "update",
+            &id_hex,
+            &format!("--peer-urls={new_peer}")
+        ]),
+        format!("Member {id_hex} updated in cluster {cluster_id:16x}\n")
+    );
+    let list = ctl.json(&["member", "list"]);
+    assert_eq!(
+        list["members"][0]["peerURLs"],
+        serde_json::json!([new_peer]),
+        "{list}"
+    );
+    assert_eq!(
+        list["members"][0]["clientURLs"],
+        serde_json::json!([server.url()]),
+        "{list}"
+    );
+
+    assert_eq!(
+        ctl.ok(&["move-leader", &id_hex]),
+        format!("Leadership transferred from {id_hex} to {id_hex}\n")
+    );
+    assert_eq!(
+        ctl.err(&["move-leader", "1234"]),
+        "Error: etcdserver: bad leader transferee"
+    );
+    assert_eq!(ctl.ok(&["put", "still", "serving"]), "OK\n");
+    assert_eq!(ctl.revision(), 2);
 }
 
 // ---------------------------------------------------------------------------------------------

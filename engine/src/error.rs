@@ -33,7 +33,7 @@ pub enum KvError {
     Timeout,
     #[error("server is stopping")]
     Stopping,
-    /// MoveLeader to a member that cannot become leader.
+    /// `MoveLeader` to a member that cannot become leader.
     #[error("bad leader transferee")]
     BadLeaderTransferee,
     #[error("member not found")]

@@ -167,13 +167,23 @@ pub enum Command {
     DeleteRange(DeleteRangeRequest),
     Txn(TxnRequest),
     /// Compact history before `revision`.
-    Compact { revision: i64 },
+    Compact {
+        revision: i64,
+    },
     /// Create lease `id` (chosen by the proposer, never 0) with `ttl` seconds.
-    LeaseGrant { id: i64, ttl: i64 },
+    LeaseGrant {
+        id: i64,
+        ttl: i64,
+    },
     /// Revoke lease `id`, deleting every attached key at one revision.
-    LeaseRevoke { id: i64 },
+    LeaseRevoke {
+        id: i64,
+    },
     /// Raise or clear an alarm.
-    Alarm { action: AlarmAction, alarm: AlarmMember },
+    Alarm {
+        action: AlarmAction,
+        alarm: AlarmMember,
+    },
 }
 
 /// A proposal as stored in the log: the command plus facts fixed by the proposer, so that every

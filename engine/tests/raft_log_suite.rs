@@ -8,15 +8,15 @@ use std::sync::Arc;
 use cairn_engine::mvcc::{ApplyOutput, MvccOptions, MvccStore};
 use cairn_engine::raft::log_store::WalLogStore;
 use cairn_engine::raft::state_machine::{ApplyObserver, MvccStateMachine};
-use cairn_engine::request::Proposal;
 use cairn_engine::raft::types::{LogId, TypeConfig, Vote};
+use cairn_engine::request::Proposal;
 use cairn_engine::wal::WalOptions;
+use openraft::StorageError;
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, RaftLogReader, RaftLogStorage};
 use openraft::testing::log::{StoreBuilder, Suite};
 use openraft::type_config::TypeConfigExt;
 use openraft::vote::RaftLeaderIdExt;
-use openraft::StorageError;
 use tempfile::TempDir;
 
 /// The real state machine, observing nothing: the suite drives it directly.

@@ -13,7 +13,11 @@ use std::time::{Duration, Instant};
 
 /// A free loopback port (bound and released; a tiny race is acceptable in tests).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind an ephemeral port")
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Whether an external tool is present. Locally a missing tool skips the test with a loud
@@ -30,7 +34,9 @@ pub fn require_tool(tool: &str) -> bool {
             std::env::var("CI").map_or(true, |v| v != "true"),
             "{tool} is required under CI but is not installed"
         );
-        eprintln!("\n!!!!!!!! SKIPPING: {tool} is not installed (install it; CI fails without it) !!!!!!!!\n");
+        eprintln!(
+            "\n!!!!!!!! SKIPPING: {tool} is not installed (install it; CI fails without it) !!!!!!!!\n"
+        );
     }
     found
 }
@@ -112,7 +118,10 @@ impl Cairn {
         while Instant::now() < deadline {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!("cairn exited during startup with {status}; log:\n{}", self.log());
+                    panic!(
+                        "cairn exited during startup with {status}; log:\n{}",
+                        self.log()
+                    );
                 }
             }
             if let Some((200, body)) = http_get(self.port, "/health") {
@@ -122,7 +131,10 @@ impl Cairn {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("cairn did not become healthy within 30s; log:\n{}", self.log());
+        panic!(
+            "cairn did not become healthy within 30s; log:\n{}",
+            self.log()
+        );
     }
 
     /// The server's stderr so far.
@@ -141,7 +153,10 @@ impl Cairn {
     /// SIGTERM and wait (bounded) for a clean exit; returns the exit status code.
     pub fn terminate(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = child.try_wait() {
@@ -179,11 +194,18 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     )
     .ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status: u16 = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Some((status, body))
 }
 
@@ -192,7 +214,11 @@ pub fn etcdctl(endpoint: &str, args: &[&str]) -> (bool, String, String) {
     etcdctl_with_input(endpoint, args, None)
 }
 
-pub fn etcdctl_with_input(endpoint: &str, args: &[&str], input: Option<&str>) -> (bool, String, String) {
+pub fn etcdctl_with_input(
+    endpoint: &str,
+    args: &[&str],
+    input: Option<&str>,
+) -> (bool, String, String) {
     let mut child = Command::new("timeout")
         .arg("30")
         .arg("etcdctl")
@@ -201,13 +227,22 @@ pub fn etcdctl_with_input(endpoint: &str, args: &[&str], input: Option<&str>) ->
         .arg("--dial-timeout=5s")
         .arg("--command-timeout=20s")
         .args(args)
-        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("run etcdctl");
     if let Some(input) = input {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     }
     let out = child.wait_with_output().expect("etcdctl output");
     (

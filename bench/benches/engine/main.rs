@@ -14,5 +14,11 @@ pub(crate) fn full_run() -> bool {
     std::env::args().any(|arg| arg == "--bench")
 }
 
-criterion_group!(benches, wal::bench_append, mvcc::bench_put, mvcc::bench_range, mvcc::bench_txn);
+criterion_group!(
+    benches,
+    wal::bench_append,
+    mvcc::bench_put,
+    mvcc::bench_range,
+    mvcc::bench_txn
+);
 criterion_main!(benches);

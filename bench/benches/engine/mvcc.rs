@@ -9,7 +9,11 @@ use cairn_engine::request::{
 use criterion::{BenchmarkId, Criterion, Throughput};
 
 fn sizes() -> Vec<usize> {
-    if crate::full_run() { vec![10_000, 1_000_000] } else { vec![10_000] }
+    if crate::full_run() {
+        vec![10_000, 1_000_000]
+    } else {
+        vec![10_000]
+    }
 }
 
 fn key(i: usize) -> Bytes {
@@ -30,11 +34,16 @@ fn put(i: usize) -> Proposal {
 /// A store holding `keys` keys, loaded in batches of 10k puts per transaction.
 fn loaded_store(keys: usize) -> (tempfile::TempDir, MvccStore) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = MvccStore::open(&dir.path().join("mvcc.redb"), MvccOptions::default()).expect("open");
+    let store =
+        MvccStore::open(&dir.path().join("mvcc.redb"), MvccOptions::default()).expect("open");
     for chunk_start in (0..keys).step_by(10_000) {
-        let proposals: Vec<Proposal> = (chunk_start..(chunk_start + 10_000).min(keys)).map(put).collect();
-        let inputs: Vec<ApplyInput<'_>> =
-            proposals.iter().map(|p| ApplyInput { proposal: Some(p) }).collect();
+        let proposals: Vec<Proposal> = (chunk_start..(chunk_start + 10_000).min(keys))
+            .map(put)
+            .collect();
+        let inputs: Vec<ApplyInput<'_>> = proposals
+            .iter()
+            .map(|p| ApplyInput { proposal: Some(p) })
+            .collect();
         store.apply(&inputs, &[], false).expect("load");
     }
     (dir, store)
@@ -48,10 +57,13 @@ pub fn bench_put(c: &mut Criterion) {
         let mut next = 0usize;
         group.bench_with_input(BenchmarkId::from_parameter(keys), &keys, |b, &keys| {
             b.iter(|| {
-                let proposals: Vec<Proposal> = (0..64).map(|i| put((next + i * 7919) % keys)).collect();
+                let proposals: Vec<Proposal> =
+                    (0..64).map(|i| put((next + i * 7919) % keys)).collect();
                 next += 1;
-                let inputs: Vec<ApplyInput<'_>> =
-                    proposals.iter().map(|p| ApplyInput { proposal: Some(p) }).collect();
+                let inputs: Vec<ApplyInput<'_>> = proposals
+                    .iter()
+                    .map(|p| ApplyInput { proposal: Some(p) })
+                    .collect();
                 store.apply(&inputs, &[], false).expect("apply");
             });
         });
@@ -67,7 +79,10 @@ pub fn bench_range(c: &mut Criterion) {
             let mut i = 0usize;
             b.iter(|| {
                 i = (i + 7919) % keys;
-                let req = RangeRequest { key: key(i), ..RangeRequest::default() };
+                let req = RangeRequest {
+                    key: key(i),
+                    ..RangeRequest::default()
+                };
                 store.range(&req).expect("range");
             });
         });
@@ -108,11 +123,22 @@ pub fn bench_txn(c: &mut Criterion) {
                             value: Bytes::from(vec![b'w'; 128]),
                             ..PutRequest::default()
                         })],
-                        failure: vec![RequestOp::Range(RangeRequest { key: key(i), ..RangeRequest::default() })],
+                        failure: vec![RequestOp::Range(RangeRequest {
+                            key: key(i),
+                            ..RangeRequest::default()
+                        })],
                     }),
                     time_unix_ms: 0,
                 };
-                store.apply(&[ApplyInput { proposal: Some(&txn) }], &[], false).expect("txn");
+                store
+                    .apply(
+                        &[ApplyInput {
+                            proposal: Some(&txn),
+                        }],
+                        &[],
+                        false,
+                    )
+                    .expect("txn");
             });
         });
     }

@@ -65,7 +65,9 @@ impl Lessor {
     fn lock(&self) -> std::sync::MutexGuard<'_, LessorState> {
         // The state is plain data updated in single statements; a panic elsewhere cannot leave it
         // half-written, so a poisoned lock is still consistent.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Records an applied grant.
@@ -73,7 +75,14 @@ impl Lessor {
         let now = self.clock.now();
         let mut state = self.lock();
         let deadline = state.primary.then(|| now + secs(ttl));
-        state.leases.insert(id, LeaseTimer { ttl, deadline, revoke_requested: None });
+        state.leases.insert(
+            id,
+            LeaseTimer {
+                ttl,
+                deadline,
+                revoke_requested: None,
+            },
+        );
     }
 
     /// Records an applied revoke.
@@ -211,9 +220,16 @@ mod tests {
         assert_eq!(lessor.remaining(7), Some((5, 1)));
         clock.advance(Duration::from_secs(1));
         assert_eq!(lessor.expired(10), vec![7]);
-        assert!(lessor.expired(10).is_empty(), "not re-reported before the retry interval");
+        assert!(
+            lessor.expired(10).is_empty(),
+            "not re-reported before the retry interval"
+        );
         clock.advance(Duration::from_secs(3));
-        assert_eq!(lessor.expired(10), vec![7], "re-reported after the retry interval");
+        assert_eq!(
+            lessor.expired(10),
+            vec![7],
+            "re-reported after the retry interval"
+        );
         lessor.revoke(7);
         assert!(lessor.expired(10).is_empty());
     }

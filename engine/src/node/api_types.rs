@@ -66,7 +66,7 @@ pub struct NodeStatus {
     pub is_learner: bool,
 }
 
-/// LeaseTimeToLive's answer. `ttl` is the remaining time in seconds, -1 if expired or missing.
+/// `LeaseTimeToLive`'s answer. `ttl` is the remaining time in seconds, -1 if expired or missing.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LeaseTtl {
     pub id: i64,
@@ -75,7 +75,7 @@ pub struct LeaseTtl {
     pub keys: Vec<Bytes>,
 }
 
-/// HashKV's answer.
+/// `HashKV`'s answer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HashKvResult {
     pub hash: u32,
@@ -103,4 +103,3 @@ pub struct NodeMetrics {
     pub slow_watchers: u64,
     pub leases: u64,
 }
-

@@ -23,7 +23,10 @@ pub enum IdentityError {
     #[error("reading {path}: {source}")]
     Io { path: String, source: io::Error },
     #[error("{path} is corrupt: {source}")]
-    Corrupt { path: String, source: postcard::Error },
+    Corrupt {
+        path: String,
+        source: postcard::Error,
+    },
     #[error(
         "data dir belongs to cluster token {stored:?}, but --initial-cluster-token is {configured:?}"
     )]
@@ -63,8 +66,11 @@ pub fn load_or_create(path: &Path, fresh: Identity) -> Result<Identity, Identity
     let display = path.display().to_string();
     match std::fs::read(path) {
         Ok(bytes) => {
-            let stored: Identity = postcard::from_bytes(&bytes)
-                .map_err(|source| IdentityError::Corrupt { path: display, source })?;
+            let stored: Identity =
+                postcard::from_bytes(&bytes).map_err(|source| IdentityError::Corrupt {
+                    path: display,
+                    source,
+                })?;
             if stored.cluster_token != fresh.cluster_token {
                 return Err(IdentityError::TokenMismatch {
                     stored: stored.cluster_token,
@@ -78,7 +84,10 @@ pub fn load_or_create(path: &Path, fresh: Identity) -> Result<Identity, Identity
             Ok(stored)
         }
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
-            let io_err = |source| IdentityError::Io { path: display.clone(), source };
+            let io_err = |source| IdentityError::Io {
+                path: display.clone(),
+                source,
+            };
             let bytes = postcard::to_allocvec(&fresh).map_err(|source| IdentityError::Corrupt {
                 path: display.clone(),
                 source,
@@ -91,7 +100,10 @@ pub fn load_or_create(path: &Path, fresh: Identity) -> Result<Identity, Identity
             crate::raft::state_machine::sync_dir(path).map_err(io_err)?;
             Ok(fresh)
         }
-        Err(source) => Err(IdentityError::Io { path: display, source }),
+        Err(source) => Err(IdentityError::Io {
+            path: display,
+            source,
+        }),
     }
 }
 
@@ -101,7 +113,10 @@ mod tests {
 
     #[test]
     fn ids_are_deterministic_and_order_independent() {
-        let a = vec!["http://127.0.0.1:2380".to_string(), "http://10.0.0.1:2380".to_string()];
+        let a = vec![
+            "http://127.0.0.1:2380".to_string(),
+            "http://10.0.0.1:2380".to_string(),
+        ];
         let b = vec![a[1].clone(), a[0].clone()];
         assert_eq!(member_id(&a, "t"), member_id(&b, "t"));
         assert_ne!(member_id(&a, "t"), member_id(&a, "u"));
@@ -112,11 +127,26 @@ mod tests {
     fn stored_identity_wins_and_token_is_checked() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("identity");
-        let first = Identity { name: "a".into(), member_id: 7, cluster_id: 9, cluster_token: "t".into() };
+        let first = Identity {
+            name: "a".into(),
+            member_id: 7,
+            cluster_id: 9,
+            cluster_token: "t".into(),
+        };
         assert_eq!(load_or_create(&path, first.clone()).unwrap(), first);
-        let renamed = Identity { name: "b".into(), member_id: 8, ..first.clone() };
+        let renamed = Identity {
+            name: "b".into(),
+            member_id: 8,
+            ..first.clone()
+        };
         assert_eq!(load_or_create(&path, renamed).unwrap(), first);
-        let other = Identity { cluster_token: "x".into(), ..first };
-        assert!(matches!(load_or_create(&path, other), Err(IdentityError::TokenMismatch { .. })));
+        let other = Identity {
+            cluster_token: "x".into(),
+            ..first
+        };
+        assert!(matches!(
+            load_or_create(&path, other),
+            Err(IdentityError::TokenMismatch { .. })
+        ));
     }
 }

@@ -40,7 +40,6 @@ use crate::error::{KvError, KvResult};
 use crate::lease::{Lessor, MAX_LEASE_TTL, SystemClock};
 use crate::mvcc::{MvccOptions, MvccStore};
 use crate::raft::log_store::WalLogStore;
-use crate::wal::WalOptions;
 use crate::raft::network::PeerNetwork;
 use crate::raft::state_machine::{MvccStateMachine, StoreCell};
 use crate::raft::types::{Applied, MemberNode, Raft};
@@ -48,6 +47,7 @@ use crate::request::{
     AlarmAction, AlarmMember, Command, CommandResponse, DeleteRangeRequest, DeleteRangeResponse,
     Proposal, PutRequest, PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
+use crate::wal::WalOptions;
 use crate::watch::{EventSource, WatchHub, WatchOptions};
 
 /// etcd's default backend quota: 2 GiB.
@@ -62,7 +62,10 @@ pub enum NodeError {
     #[error("data dir {path} is in use by another process (lock held on {path}/cairn.lock)")]
     DataDirInUse { path: String },
     #[error("data dir {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Identity(#[from] IdentityError),
     #[error("write-ahead log: {0}")]
@@ -117,11 +120,16 @@ impl EventSource for StoreEvents {
 }
 
 fn io_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> NodeError + '_ {
-    move |source| NodeError::Io { path: path.display().to_string(), source }
+    move |source| NodeError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 fn now_unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Node {
@@ -144,7 +152,14 @@ impl Node {
         for (name, url) in &config.initial_cluster {
             let urls: Vec<String> = url.split(',').map(str::to_string).collect();
             let id = identity::member_id(&urls, &token);
-            initial.insert(id, MemberNode { name: name.clone(), peer_urls: urls, client_urls: vec![] });
+            initial.insert(
+                id,
+                MemberNode {
+                    name: name.clone(),
+                    peer_urls: urls,
+                    client_urls: vec![],
+                },
+            );
         }
         if initial.is_empty() || !initial.contains_key(&own_id) {
             if !initial.is_empty() {
@@ -176,7 +191,10 @@ impl Node {
         } else {
             config.quota_backend_bytes
         };
-        let mvcc_options = MvccOptions { quota_bytes: quota, member_id };
+        let mvcc_options = MvccOptions {
+            quota_bytes: quota,
+            member_id,
+        };
         let election_ms = config.election_timeout.as_millis().max(1) as u64;
         // etcd: the minimum lease TTL is 1.5 election timeouts, rounded up to whole seconds.
         let min_ttl = (election_ms * 3 / 2).div_ceil(1000).max(1) as i64;
@@ -194,11 +212,20 @@ impl Node {
         )
         .map_err(NodeError::StateMachine)?;
         let store = sm.store();
-        let hub = WatchHub::new(Arc::new(StoreEvents(store.clone())), WatchOptions::default());
-        let node_observer =
-            observer::NodeObserver { hub: Arc::clone(&hub), lessor: Arc::clone(&lessor), counters: Arc::clone(&counters) };
+        let hub = WatchHub::new(
+            Arc::new(StoreEvents(store.clone())),
+            WatchOptions::default(),
+        );
+        let node_observer = observer::NodeObserver {
+            hub: Arc::clone(&hub),
+            lessor: Arc::clone(&lessor),
+            counters: Arc::clone(&counters),
+        };
         // Leases survive restart; their TTLs restart when this member becomes leader.
-        let leases = store.get().leases().map_err(|e| NodeError::StateMachine(std::io::Error::other(e)))?;
+        let leases = store
+            .get()
+            .leases()
+            .map_err(|e| NodeError::StateMachine(std::io::Error::other(e)))?;
         for (id, ttl) in leases {
             lessor.grant(id, ttl);
         }
@@ -222,9 +249,14 @@ impl Node {
         let raft = Raft::new(member_id, Arc::new(raft_config), PeerNetwork, log_store, sm)
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
-        let initialized = raft.is_initialized().await.map_err(|e| NodeError::Raft(e.to_string()))?;
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| NodeError::Raft(e.to_string()))?;
         if !initialized && config.initial_cluster_state == ClusterState::New {
-            raft.initialize(initial).await.map_err(|e| NodeError::Raft(e.to_string()))?;
+            raft.initialize(initial)
+                .await
+                .map_err(|e| NodeError::Raft(e.to_string()))?;
         }
 
         let (leader_tx, leader) = watch::channel(None);
@@ -249,9 +281,14 @@ impl Node {
             _lock: lock,
         });
         let node = Node { inner };
-        node.inner.tasks.spawn(tasks::track_leader(node.clone(), leader_tx));
+        node.inner
+            .tasks
+            .spawn(tasks::track_leader(node.clone(), leader_tx));
         node.inner.tasks.spawn(tasks::expire_leases(node.clone()));
-        node.inner.tasks.push(crate::watch::spawn_background(hub, Duration::from_secs(600)));
+        node.inner.tasks.push(crate::watch::spawn_background(
+            hub,
+            Duration::from_secs(600),
+        ));
         node.wait_for_leader(Duration::from_secs(10)).await;
         tracing::info!(member = %format!("{member_id:016x}"), name = %config.name, "member started");
         Ok(node)
@@ -308,9 +345,13 @@ impl Node {
 
     /// Proposes a command and waits until it is applied.
     async fn propose(&self, command: Command) -> KvResult<(CommandResponse, ResponseHeader)> {
-        let proposal = Proposal { command, time_unix_ms: now_unix_ms() };
+        let proposal = Proposal {
+            command,
+            time_unix_ms: now_unix_ms(),
+        };
         self.inner.proposals_pending.fetch_add(1, Ordering::Relaxed);
-        let result = tokio::time::timeout(REQUEST_TIMEOUT, self.inner.raft.client_write(proposal)).await;
+        let result =
+            tokio::time::timeout(REQUEST_TIMEOUT, self.inner.raft.client_write(proposal)).await;
         self.inner.proposals_pending.fetch_sub(1, Ordering::Relaxed);
         let applied: Applied = match result {
             Err(_) => {
@@ -376,7 +417,9 @@ impl Node {
         loop {
             let chosen = if id == 0 { self.new_lease_id() } else { id };
             match self.propose(Command::LeaseGrant { id: chosen, ttl }).await {
-                Ok((CommandResponse::LeaseGrant { id, ttl }, header)) => return Ok((id, ttl, header)),
+                Ok((CommandResponse::LeaseGrant { id, ttl }, header)) => {
+                    return Ok((id, ttl, header));
+                }
                 Ok((other, _)) => return Err(unexpected(&other)),
                 // A server-chosen id that collides is retried with another one.
                 Err(KvError::LeaseExists) if id == 0 && attempts < 3 => attempts += 1,
@@ -398,10 +441,16 @@ impl Node {
         Ok(header)
     }
 
-    /// Renews a lease; returns the new TTL (LeaseNotFound if it does not exist).
+    // Async like every other request: with peers this forwards to the leader.
+    #[allow(clippy::unused_async)]
+    /// Renews a lease; returns the new TTL (`LeaseNotFound` if it does not exist).
     pub async fn lease_keep_alive(&self, id: i64) -> KvResult<(i64, ResponseHeader)> {
         if !self.inner.lessor.is_primary() {
-            return Err(if self.inner.leader.borrow().is_some() { KvError::NotLeader } else { KvError::NoLeader });
+            return Err(if self.inner.leader.borrow().is_some() {
+                KvError::NotLeader
+            } else {
+                KvError::NoLeader
+            });
         }
         let ttl = self.inner.lessor.renew(id).ok_or(KvError::LeaseNotFound)?;
         Ok((ttl, self.header()))
@@ -416,14 +465,28 @@ impl Node {
             return Err(KvError::LeaseNotFound);
         };
         let keys = if keys {
-            self.blocking(move |store| store.lease_keys(id).map_err(|e| KvError::Internal(e.to_string())))
-                .await?
+            self.blocking(move |store| {
+                store
+                    .lease_keys(id)
+                    .map_err(|e| KvError::Internal(e.to_string()))
+            })
+            .await?
         } else {
             Vec::new()
         };
-        Ok((LeaseTtl { id, ttl, granted_ttl, keys }, self.header()))
+        Ok((
+            LeaseTtl {
+                id,
+                ttl,
+                granted_ttl,
+                keys,
+            },
+            self.header(),
+        ))
     }
 
+    // Async like every other request: with peers this forwards to the leader.
+    #[allow(clippy::unused_async)]
     pub async fn lease_leases(&self) -> KvResult<(Vec<i64>, ResponseHeader)> {
         Ok((self.inner.lessor.ids(), self.header()))
     }
@@ -452,13 +515,17 @@ impl Node {
         let metrics = self.inner.raft.metrics().borrow_watched().clone();
         let (db_size, in_use, alarms) = self
             .blocking(|store| {
-                let alarms = store.alarms().map_err(|e| KvError::Internal(e.to_string()))?;
+                let alarms = store
+                    .alarms()
+                    .map_err(|e| KvError::Internal(e.to_string()))?;
                 Ok((store.db_size(), store.db_size_in_use(), alarms))
             })
             .await?;
         let errors = alarms
             .iter()
-            .map(|alarm| format!("memberID:{} alarm:{:?}", alarm.member_id, alarm.alarm).to_uppercase())
+            .map(|alarm| {
+                format!("memberID:{} alarm:{:?}", alarm.member_id, alarm.alarm).to_uppercase()
+            })
             .collect();
         Ok(NodeStatus {
             header: self.header(),
@@ -467,14 +534,19 @@ impl Node {
             leader: metrics.current_leader.unwrap_or(0),
             raft_index: metrics.last_log_index.unwrap_or(0),
             raft_term: metrics.current_term,
-            raft_applied_index: metrics.last_applied.as_ref().map_or(0, |id| id.index()),
+            raft_applied_index: metrics
+                .last_applied
+                .as_ref()
+                .map_or(0, openraft::LogId::index),
             errors,
             is_learner: false,
         })
     }
 
     pub async fn hash(&self) -> KvResult<(u32, ResponseHeader)> {
-        let hash = self.blocking(|store| store.hash().map_err(|e| KvError::Internal(e.to_string()))).await?;
+        let hash = self
+            .blocking(|store| store.hash().map_err(|e| KvError::Internal(e.to_string())))
+            .await?;
         Ok((hash, self.header()))
     }
 
@@ -491,12 +563,19 @@ impl Node {
     }
 
     pub async fn defragment(&self) -> KvResult<ResponseHeader> {
-        self.blocking(|store| store.defragment().map_err(|e| KvError::Internal(e.to_string()))).await?;
+        self.blocking(|store| {
+            store
+                .defragment()
+                .map_err(|e| KvError::Internal(e.to_string()))
+        })
+        .await?;
         Ok(self.header())
     }
 
     /// A consistent snapshot of the whole store as a stream of chunks, plus its total size.
-    pub async fn snapshot(&self) -> KvResult<(u64, mpsc::Receiver<KvResult<Bytes>>, ResponseHeader)> {
+    pub async fn snapshot(
+        &self,
+    ) -> KvResult<(u64, mpsc::Receiver<KvResult<Bytes>>, ResponseHeader)> {
         let dir = self.inner.config.data_dir.join("member");
         let header = self.header();
         let (size, file) = self
@@ -505,7 +584,9 @@ impl Node {
                 let mut file = tempfile::tempfile_in(&dir).map_err(internal)?;
                 {
                     let mut out = std::io::BufWriter::new(&mut file);
-                    store.write_snapshot(&mut out).map_err(|e| KvError::Internal(e.to_string()))?;
+                    store
+                        .write_snapshot(&mut out)
+                        .map_err(|e| KvError::Internal(e.to_string()))?;
                     std::io::Write::flush(&mut out).map_err(internal)?;
                 }
                 let size = file.metadata().map_err(internal)?.len();
@@ -521,7 +602,10 @@ impl Node {
                 match file.read(&mut buf) {
                     Ok(0) => break,
                     Ok(n) => {
-                        if tx.blocking_send(Ok(Bytes::copy_from_slice(&buf[..n]))).is_err() {
+                        if tx
+                            .blocking_send(Ok(Bytes::copy_from_slice(&buf[..n])))
+                            .is_err()
+                        {
                             break;
                         }
                     }
@@ -551,6 +635,8 @@ impl Node {
             .collect()
     }
 
+    // Async like every other request: with peers this forwards to the leader.
+    #[allow(clippy::unused_async)]
     pub async fn move_leader(&self, target: u64) -> KvResult<ResponseHeader> {
         let leader = *self.inner.leader.borrow();
         if leader == Some(target) {
@@ -604,21 +690,32 @@ impl Node {
 /// Creates `data_dir` from a snapshot file (as streamed by Maintenance.Snapshot): the key-value
 /// state, leases and alarms at the snapshot's revision, with no raft history, so the member
 /// started on it bootstraps a new cluster that continues from that revision. Returns the revision.
-pub fn restore_data_dir(snapshot: &std::path::Path, data_dir: &std::path::Path) -> Result<i64, NodeError> {
+pub fn restore_data_dir(
+    snapshot: &std::path::Path,
+    data_dir: &std::path::Path,
+) -> Result<i64, NodeError> {
     let occupied = std::fs::read_dir(data_dir).is_ok_and(|mut entries| entries.next().is_some());
     if occupied {
-        return Err(NodeError::Config(format!("data dir {} already exists and is not empty", data_dir.display())));
+        return Err(NodeError::Config(format!(
+            "data dir {} already exists and is not empty",
+            data_dir.display()
+        )));
     }
     let member_dir = data_dir.join("member");
     std::fs::create_dir_all(&member_dir).map_err(io_error(&member_dir))?;
     let file = File::open(snapshot).map_err(io_error(snapshot))?;
     let mut input = std::io::BufReader::new(file);
     let db = member_dir.join("mvcc.redb");
-    let options = MvccOptions { quota_bytes: 0, member_id: 0 };
+    let options = MvccOptions {
+        quota_bytes: 0,
+        member_id: 0,
+    };
     let store = MvccStore::restore_snapshot(&db, &mut input, options)
         .map_err(|e| NodeError::StateMachine(std::io::Error::other(e)))?;
     // Forget the old cluster's raft position: the restored member starts a new log.
-    store.apply(&[], &[], true).map_err(|e| NodeError::StateMachine(std::io::Error::other(e)))?;
+    store
+        .apply(&[], &[], true)
+        .map_err(|e| NodeError::StateMachine(std::io::Error::other(e)))?;
     Ok(store.current_revision())
 }
 
@@ -637,9 +734,12 @@ fn lock_data_dir(data_dir: &std::path::Path) -> Result<File, NodeError> {
         .map_err(io_error(&path))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            Err(NodeError::DataDirInUse { path: data_dir.display().to_string() })
-        }
-        Err(std::fs::TryLockError::Error(source)) => Err(NodeError::Io { path: path.display().to_string(), source }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(NodeError::DataDirInUse {
+            path: data_dir.display().to_string(),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(NodeError::Io {
+            path: path.display().to_string(),
+            source,
+        }),
     }
 }

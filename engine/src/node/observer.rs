@@ -27,7 +27,8 @@ impl ApplyObserver for NodeObserver {
             let Some(proposal) = proposal else { continue };
             self.counters.applied.fetch_add(1, Ordering::Relaxed);
             if !output.events.is_empty() {
-                self.hub.publish(output.revision, Arc::from(output.events.clone()));
+                self.hub
+                    .publish(output.revision, Arc::from(output.events.clone()));
             }
             match (&proposal.command, &output.result) {
                 (Command::LeaseGrant { .. }, Ok(CommandResponse::LeaseGrant { id, ttl })) => {

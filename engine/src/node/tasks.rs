@@ -26,11 +26,19 @@ impl TaskSet {
     }
 
     pub(super) fn push(&self, handle: JoinHandle<()>) {
-        self.handles.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(handle);
+        self.handles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(handle);
     }
 
     pub(super) fn abort_all(&self) {
-        for handle in self.handles.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain(..) {
+        for handle in self
+            .handles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .drain(..)
+        {
             handle.abort();
         }
     }
@@ -112,7 +120,9 @@ pub(super) async fn expire_leases(node: Node) {
                     Ok(_) | Err(KvError::LeaseNotFound) => {
                         tracing::debug!(lease = %format!("{id:016x}"), "expired lease revoked");
                     }
-                    Err(err) => tracing::warn!(lease = %format!("{id:016x}"), %err, "revoking an expired lease"),
+                    Err(err) => {
+                        tracing::warn!(lease = %format!("{id:016x}"), %err, "revoking an expired lease")
+                    }
                 }
             });
         }

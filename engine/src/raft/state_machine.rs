@@ -24,13 +24,13 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use futures::{Stream, TryStreamExt};
-use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::EntryPayload;
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use serde::{Deserialize, Serialize};
 
 use crate::mvcc::{ApplyInput, ApplyOutput, MvccOptions, MvccStore};
-use crate::request::Proposal;
 use crate::raft::types::{Applied, LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
+use crate::request::Proposal;
 
 /// Where applied results go besides the proposer: the watch hub, the lessor, metrics.
 pub trait ApplyObserver: Send + Sync + 'static {
@@ -49,20 +49,30 @@ pub struct StoreCell {
 
 impl StoreCell {
     pub fn new(store: MvccStore) -> Self {
-        Self { inner: Arc::new(RwLock::new(Arc::new(store))) }
+        Self {
+            inner: Arc::new(RwLock::new(Arc::new(store))),
+        }
     }
 
     /// The store to use for one operation.
     pub fn get(&self) -> Arc<MvccStore> {
-        Arc::clone(&self.inner.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+        Arc::clone(
+            &self
+                .inner
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 
     fn replace(&self, store: MvccStore) {
-        *self.inner.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(store);
+        *self
+            .inner
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(store);
     }
 }
 
-/// What the store records about raft next to the data: the raft_state bytes of `MvccStore::apply`.
+/// What the store records about raft next to the data: the `raft_state` bytes of `MvccStore::apply`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct RaftState {
     last_applied: Option<LogId>,
@@ -147,7 +157,7 @@ impl RaftStateMachine<TypeConfig> for MvccStateMachine {
     type SnapshotBuilder = MvccSnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
-        Ok((self.state.last_applied.clone(), self.state.membership.clone()))
+        Ok((self.state.last_applied, self.state.membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, entries: Strm) -> Result<(), io::Error>
@@ -158,11 +168,11 @@ impl RaftStateMachine<TypeConfig> for MvccStateMachine {
         let Some((last, _)) = batch.last() else {
             return Ok(());
         };
-        self.state.last_applied = Some(last.log_id.clone());
+        self.state.last_applied = Some(last.log_id);
         for (entry, _) in &batch {
             if let EntryPayload::Membership(membership) = &entry.payload {
                 self.state.membership =
-                    StoredMembership::new(Some(entry.log_id.clone()), membership.clone());
+                    StoredMembership::new(Some(entry.log_id), membership.clone());
             }
         }
         let raft_state = self.encoded_state()?;
@@ -202,14 +212,20 @@ impl RaftStateMachine<TypeConfig> for MvccStateMachine {
         drop(observed);
         for (output, responder) in outputs.into_iter().zip(responders) {
             if let Some(responder) = responder {
-                responder.send(Applied { revision: output.revision, result: output.result });
+                responder.send(Applied {
+                    revision: output.revision,
+                    result: output.result,
+                });
             }
         }
         Ok(())
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        MvccSnapshotBuilder { sm_snapshot: None, pending: Some(self.prepare_builder()) }
+        MvccSnapshotBuilder {
+            sm_snapshot: None,
+            pending: Some(self.prepare_builder()),
+        }
     }
 
     async fn try_create_snapshot_builder(&mut self, _force: bool) -> Option<Self::SnapshotBuilder> {
@@ -217,7 +233,10 @@ impl RaftStateMachine<TypeConfig> for MvccStateMachine {
             tracing::error!(%err, "checkpoint before snapshot failed");
             return None;
         }
-        Some(MvccSnapshotBuilder { sm_snapshot: None, pending: Some(self.prepare_builder()) })
+        Some(MvccSnapshotBuilder {
+            sm_snapshot: None,
+            pending: Some(self.prepare_builder()),
+        })
     }
 
     async fn install_snapshot(
@@ -242,7 +261,7 @@ impl RaftStateMachine<TypeConfig> for MvccStateMachine {
         self.observer.restored(&store);
         self.store.replace(store);
         self.state = RaftState {
-            last_applied: meta.last_log_id.clone().or(state.last_applied),
+            last_applied: meta.last_log_id.or(state.last_applied),
             membership: meta.last_membership.clone(),
         };
         self.checkpoint().await?;
@@ -251,9 +270,11 @@ impl RaftStateMachine<TypeConfig> for MvccStateMachine {
         let store = self.store.get();
         let meta = meta.clone();
         let meta_path = self.meta_path();
-        tokio::task::spawn_blocking(move || write_snapshot_file(&store, &meta, &target, &meta_path))
-            .await
-            .map_err(io::Error::other)??;
+        tokio::task::spawn_blocking(move || {
+            write_snapshot_file(&store, &meta, &target, &meta_path)
+        })
+        .await
+        .map_err(io::Error::other)??;
         Ok(())
     }
 
@@ -265,7 +286,10 @@ impl RaftStateMachine<TypeConfig> for MvccStateMachine {
             Err(err) => return Err(err),
         };
         let file = File::open(self.snapshot_path(&meta))?;
-        Ok(Some(Snapshot { meta, snapshot: file }))
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: file,
+        }))
     }
 }
 
@@ -298,9 +322,12 @@ impl RaftSnapshotBuilder<TypeConfig> for MvccSnapshotBuilder {
     type SnapshotData = File;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
-        let pending = self.pending.take().ok_or_else(|| io::Error::other("snapshot builder reused"))?;
+        let pending = self
+            .pending
+            .take()
+            .ok_or_else(|| io::Error::other("snapshot builder reused"))?;
         let meta = SnapshotMeta {
-            last_log_id: pending.state.last_applied.clone(),
+            last_log_id: pending.state.last_applied,
             last_membership: pending.state.membership.clone(),
         };
         let path = snapshot_path(&pending.snapshot_dir, &meta);
@@ -312,7 +339,10 @@ impl RaftSnapshotBuilder<TypeConfig> for MvccSnapshotBuilder {
         .await
         .map_err(io::Error::other)??;
         self.sm_snapshot = Some(meta.clone());
-        Ok(Snapshot { meta, snapshot: file })
+        Ok(Snapshot {
+            meta,
+            snapshot: file,
+        })
     }
 }
 

@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::request::{CommandResponse, Proposal};
 use crate::error::KvError;
+use crate::request::{CommandResponse, Proposal};
 
 /// What the raft layer knows about a member: its name and URLs, as etcd's `Member`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

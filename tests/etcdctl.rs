@@ -1693,15 +1693,26 @@ fn member_list_shows_the_single_member() {
 }
 
 #[test]
-fn member_update_and_move_leader_on_the_single_member() {
+fn member_update_changes_the_single_members_peer_urls() {
     let Some(server) = start() else { return };
     let ctl = Ctl::new(&server);
     let header = ctl.json(&["get", "cairn-test/absent"])["header"].clone();
     let member_id = header["member_id"].as_u64().expect("member_id");
     let cluster_id = header["cluster_id"].as_u64().expect("cluster_id");
     let id_hex = format!("{member_id:x}");
-
     // etcdctl prints the cluster id with %16x (space padded).
+    let updated = format!("Member {id_hex} updated in cluster {cluster_id:16x}\n");
+
+    let current_peer = format!("http://127.0.0.1:{}", server.peer_port);
+    assert_eq!(
+        ctl.ok(&[
+            "member",
+            "update",
+            &id_hex,
+            &format!("--peer-urls={current_peer}")
+        ]),
+        updated
+    );
     let new_peer = format!("http://127.0.0.1:{}", common::free_port());
     assert_eq!(
         ctl.ok(&[
@@ -1710,7 +1721,7 @@ fn member_update_and_move_leader_on_the_single_member() {
             &id_hex,
             &format!("--peer-urls={new_peer}")
         ]),
-        format!("Member {id_hex} updated in cluster {cluster_id:16x}\n")
+        updated
     );
     let list = ctl.json(&["member", "list"]);
     assert_eq!(
@@ -1723,7 +1734,23 @@ fn member_update_and_move_leader_on_the_single_member() {
         serde_json::json!([server.url()]),
         "{list}"
     );
+    assert_eq!(
+        ctl.err(&[
+            "member",
+            "update",
+            "1234",
+            &format!("--peer-urls={new_peer}")
+        ]),
+        "Error: etcdserver: member not found"
+    );
+    assert_eq!(ctl.ok(&["put", "still", "serving"]), "OK\n");
+}
 
+#[test]
+fn move_leader_to_itself_and_to_an_unknown_member() {
+    let Some(server) = start() else { return };
+    let ctl = Ctl::new(&server);
+    let id_hex = format!("{:x}", ctl.member_id());
     assert_eq!(
         ctl.ok(&["move-leader", &id_hex]),
         format!("Leadership transferred from {id_hex} to {id_hex}\n")

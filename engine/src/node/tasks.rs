@@ -121,7 +121,7 @@ pub(super) async fn expire_leases(node: Node) {
                         tracing::debug!(lease = %format!("{id:016x}"), "expired lease revoked");
                     }
                     Err(err) => {
-                        tracing::warn!(lease = %format!("{id:016x}"), %err, "revoking an expired lease")
+                        tracing::warn!(lease = %format!("{id:016x}"), %err, "revoking an expired lease");
                     }
                 }
             });

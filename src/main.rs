@@ -208,6 +208,7 @@ async fn serve(flags: ServerFlags) -> anyhow::Result<()> {
         heartbeat_interval: Duration::from_millis(flags.heartbeat_interval),
         election_timeout: Duration::from_millis(flags.election_timeout),
         snapshot_count: flags.snapshot_count,
+        watch_progress_notify_interval: flags.watch_progress_notify_interval,
     };
     let node = Node::start(config)
         .await

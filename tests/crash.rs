@@ -199,7 +199,7 @@ async fn verify_puts(
 
 #[test]
 fn acknowledged_puts_survive_sigkill() {
-    const CYCLES: usize = 20;
+    const CYCLES: usize = 24;
     const WRITERS: usize = 4;
     let seed = seed(1);
     println!("crash seed {seed} (set CAIRN_CRASH_SEED to replay)");
@@ -442,7 +442,7 @@ async fn verify_txns(
 
 #[test]
 fn acknowledged_txns_survive_sigkill_all_or_nothing() {
-    const CYCLES: usize = 8;
+    const CYCLES: usize = 10;
     const WRITERS: usize = 3;
     let seed = seed(2);
     println!("crash seed {seed} (set CAIRN_CRASH_SEED to replay)");
@@ -650,7 +650,7 @@ async fn verify_leases(
 
 #[test]
 fn acknowledged_leases_and_attachments_survive_sigkill() {
-    const CYCLES: usize = 8;
+    const CYCLES: usize = 10;
     const WRITERS: usize = 3;
     let seed = seed(3);
     println!("crash seed {seed} (set CAIRN_CRASH_SEED to replay)");

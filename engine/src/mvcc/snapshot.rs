@@ -161,13 +161,20 @@ pub(crate) fn restore(txn: &WriteTransaction, input: &mut dyn Read) -> MvccResul
             what: "SHA-256 mismatch",
         });
     }
-    let mut trailing = [0; 1];
-    match input.input.read(&mut trailing) {
-        Ok(0) => Ok(()),
-        Ok(_) => Err(MvccError::InvalidSnapshot {
-            what: "data after the digest",
-        }),
-        Err(source) => Err(MvccError::SnapshotIo { source }),
+    // Only zero padding may follow: the Snapshot RPC pads the stream to etcd's 512-byte
+    // alignment (see docs/architecture.md, "Snapshot format").
+    let mut trailing = [0; 512];
+    loop {
+        match input.input.read(&mut trailing) {
+            Ok(0) => return Ok(()),
+            Ok(n) if trailing[..n].iter().all(|b| *b == 0) => {}
+            Ok(_) => {
+                return Err(MvccError::InvalidSnapshot {
+                    what: "data after the digest",
+                });
+            }
+            Err(source) => return Err(MvccError::SnapshotIo { source }),
+        }
     }
 }
 

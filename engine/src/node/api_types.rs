@@ -31,6 +31,8 @@ pub struct NodeConfig {
     pub election_timeout: Duration,
     /// Applied entries between raft snapshots (`--snapshot-count`).
     pub snapshot_count: u64,
+    /// Period of watch progress notifications (etcd: 10 minutes).
+    pub watch_progress_notify_interval: Duration,
 }
 
 /// etcd's `ResponseHeader`.

@@ -287,7 +287,7 @@ impl Node {
         node.inner.tasks.spawn(tasks::expire_leases(node.clone()));
         node.inner.tasks.push(crate::watch::spawn_background(
             hub,
-            Duration::from_secs(600),
+            config.watch_progress_notify_interval,
         ));
         node.wait_for_leader(Duration::from_secs(10)).await;
         tracing::info!(member = %format!("{member_id:016x}"), name = %config.name, "member started");
@@ -704,7 +704,8 @@ pub fn restore_data_dir(
     let member_dir = data_dir.join("member");
     std::fs::create_dir_all(&member_dir).map_err(io_error(&member_dir))?;
     let file = File::open(snapshot).map_err(io_error(snapshot))?;
-    let mut input = std::io::BufReader::new(file);
+    let body_len = etcd_framed_body_len(&file).map_err(io_error(snapshot))?;
+    let mut input = std::io::BufReader::new(file).take(body_len);
     let db = member_dir.join("mvcc.redb");
     let options = MvccOptions {
         quota_bytes: 0,
@@ -717,6 +718,33 @@ pub fn restore_data_dir(
         .apply(&[], &[], true)
         .map_err(|e| NodeError::StateMachine(std::io::Error::other(e)))?;
     Ok(store.current_revision())
+}
+
+/// The length of the snapshot body inside a file saved from the Snapshot RPC.
+///
+/// Like etcd's, the stream ends with the SHA-256 of everything before it, after zero padding to a
+/// multiple of 512 bytes; `etcdctl snapshot save` checks that shape. A file of that shape has its
+/// trailing digest verified and excluded; any other file is taken whole (a bare store snapshot).
+fn etcd_framed_body_len(mut file: &File) -> std::io::Result<u64> {
+    use sha2::{Digest, Sha256};
+    use std::io::{Seek, SeekFrom};
+    let len = file.metadata()?.len();
+    if len < 32 + 512 || len % 512 != 32 {
+        return Ok(len);
+    }
+    let body = len - 32;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut (&mut file).take(body), &mut hasher)?;
+    let mut digest = [0u8; 32];
+    file.read_exact(&mut digest)?;
+    file.seek(SeekFrom::Start(0))?;
+    if hasher.finalize().as_slice() != digest {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "snapshot file digest does not match its contents",
+        ));
+    }
+    Ok(body)
 }
 
 fn unexpected(response: &CommandResponse) -> KvError {

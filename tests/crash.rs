@@ -70,6 +70,29 @@ async fn connect(endpoint: &str) -> Client {
     }
 }
 
+/// Prints the end of the server's log when the test fails, for the post-mortem.
+struct LogOnPanic(std::path::PathBuf);
+
+impl LogOnPanic {
+    fn new(server: &Cairn) -> Self {
+        // The harness writes the server's stderr beside its data dir.
+        LogOnPanic(server.data_dir.with_extension("log"))
+    }
+}
+
+impl Drop for LogOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.0).unwrap_or_default();
+            let start = log.len().saturating_sub(6000);
+            let start = (start..log.len())
+                .find(|&i| log.is_char_boundary(i))
+                .unwrap_or(log.len());
+            eprintln!("---- server log tail ----\n{}", &log[start..]);
+        }
+    }
+}
+
 fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> i64 {
     header.expect("every response has a header").revision()
 }
@@ -206,6 +229,7 @@ fn acknowledged_puts_survive_sigkill() {
     let mut rng = StdRng::seed_from_u64(seed);
     let rt = runtime();
     let mut server = Cairn::start();
+    let _log = LogOnPanic::new(&server);
     let endpoint = server.endpoint();
 
     let mut attempted = BTreeMap::new();
@@ -449,6 +473,7 @@ fn acknowledged_txns_survive_sigkill_all_or_nothing() {
     let mut rng = StdRng::seed_from_u64(seed);
     let rt = runtime();
     let mut server = Cairn::start();
+    let _log = LogOnPanic::new(&server);
     let endpoint = server.endpoint();
 
     let mut acked: Vec<BTreeMap<u64, i64>> = vec![BTreeMap::new(); WRITERS];
@@ -657,6 +682,7 @@ fn acknowledged_leases_and_attachments_survive_sigkill() {
     let mut rng = StdRng::seed_from_u64(seed);
     let rt = runtime();
     let mut server = Cairn::start();
+    let _log = LogOnPanic::new(&server);
     let endpoint = server.endpoint();
 
     let mut granted = BTreeSet::new();

@@ -537,7 +537,7 @@ fn put_get_plain_json_and_fields_output() {
     assert_eq!(ctl.revision(), 7);
 }
 
-/// Writes the fixture used by the range and sort tests; returns nothing, the revisions are fixed:
+/// Writes the fixture of the range and sort tests, at fixed revisions:
 ///
 /// ```text
 /// rev  2: s/c=x2   3: s/a=x4   4: s/d=x1   5: s/b=x3   6,7: s/d=x1   8: s/a=x4   9,10,11: s/c=x2

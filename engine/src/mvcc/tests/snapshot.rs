@@ -40,6 +40,20 @@ fn round_trip_preserves_everything() {
 }
 
 #[test]
+fn zero_padding_after_the_digest_is_accepted() {
+    // The Snapshot RPC pads to etcd's 512-byte alignment before its own trailing digest.
+    let f = populated();
+    let mut bytes = Vec::new();
+    f.store.write_snapshot(&mut bytes).expect("snapshot");
+    bytes.resize(bytes.len() + 300, 0);
+    let target = f.dir.path().join("padded.redb");
+    let restored =
+        MvccStore::restore_snapshot(&target, &mut bytes.as_slice(), MvccOptions::default())
+            .expect("padded snapshot restores");
+    assert_eq!(restored.current_revision(), f.store.current_revision());
+}
+
+#[test]
 fn corrupt_snapshots_are_refused_and_leave_no_file() {
     let f = populated();
     let mut bytes = Vec::new();
@@ -60,7 +74,7 @@ fn corrupt_snapshots_are_refused_and_leave_no_file() {
     let result = MvccStore::restore_snapshot(&target, &mut &truncated[..], MvccOptions::default());
     assert!(matches!(result, Err(MvccError::InvalidSnapshot { .. })));
     let mut trailing = bytes.clone();
-    trailing.push(0);
+    trailing.extend_from_slice(&[0, 0, 7]);
     let result =
         MvccStore::restore_snapshot(&target, &mut trailing.as_slice(), MvccOptions::default());
     assert!(matches!(result, Err(MvccError::InvalidSnapshot { .. })));

@@ -21,6 +21,7 @@ mod grpc_layer;
 pub mod http;
 mod leader;
 pub mod metrics;
+mod oversize;
 pub mod pb;
 mod service;
 pub mod status;
@@ -156,12 +157,13 @@ fn router(ctx: &Ctx, metrics: &Arc<Metrics>) -> Router {
 /// gRPC routes counted by the metrics layer, HTTP routes beside them, and a fallback that
 /// answers each protocol in its own terms.
 fn compose(grpc: Router, http: Router, metrics: &Arc<Metrics>) -> Router {
-    grpc.layer(axum::middleware::from_fn_with_state(
-        metrics.clone(),
-        grpc_layer::track,
-    ))
-    .merge(http)
-    .fallback(fallback)
+    grpc.layer(axum::middleware::from_fn(oversize::grpc_go_oversize_status))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics.clone(),
+            grpc_layer::track,
+        ))
+        .merge(http)
+        .fallback(fallback)
 }
 
 fn grpc_routes(ctx: &Ctx) -> Routes {

@@ -3,7 +3,8 @@
 //! For every key changed in `(old compact, revision]` (found through the `changes` table, so the
 //! cost is proportional to the changes compacted, never to the size of the keyspace), only the
 //! key's latest version at or below `revision` survives, and not even that one when it is a
-//! tombstone; then the `changes` rows up to `revision` go. Reads at exactly `revision` still see
+//! tombstone; then the `changes` rows below `revision` go, and those at `revision` whose version
+//! did not survive. Reads at exactly `revision` still see
 //! every live key, and `prev_kv` of later events is still found.
 //!
 //! ```text
@@ -48,10 +49,33 @@ pub(crate) fn compact(writer: &mut Writer<'_>, revision: i64) -> OpResult<()> {
     for key in &keys {
         compact_key(writer, key, revision)?;
     }
+    // Rows below `revision` go. Rows at `revision` stay while their history row does, so a
+    // watch from exactly the compact revision still sees that revision's puts (as in etcd).
+    let at_revision = codec::encode_revision(RevisionId {
+        main: revision,
+        sub: 0,
+    });
     writer
         .tables
         .changes
-        .retain_in::<&[u8], _>(..=through.as_slice(), |_, _| false)?;
+        .retain_in::<&[u8], _>(..at_revision.as_slice(), |_, _| false)?;
+    let mut dropped = Vec::new();
+    for row in writer
+        .tables
+        .changes
+        .range::<&[u8]>(at_revision.as_slice()..=through.as_slice())?
+    {
+        let (change, key) = row?;
+        let rev = codec::decode_revision(change.value())
+            .ok_or_else(|| MvccError::corrupt("changes", "undecodable key"))?;
+        let history_row = codec::history_key(key.value(), rev);
+        if writer.tables.history.get(history_row.as_slice())?.is_none() {
+            dropped.push(change.value().to_vec());
+        }
+    }
+    for change in dropped {
+        writer.tables.changes.remove(change.as_slice())?;
+    }
     writer.set_compact_revision(revision)?;
     Ok(())
 }

@@ -343,7 +343,9 @@ fn read_events(
     to: i64,
     limit: usize,
 ) -> Result<Vec<Event>, KvError> {
-    if revisions.compact > 0 && from <= revisions.compact {
+    // As etcd, a read from exactly the compact revision is allowed: it still sees the changes
+    // made at that revision (except deletes, whose tombstones compaction drops).
+    if revisions.compact > 0 && from < revisions.compact {
         return Err(KvError::Compacted {
             compact_revision: revisions.compact,
         });

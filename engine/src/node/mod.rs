@@ -524,7 +524,12 @@ impl Node {
         let errors = alarms
             .iter()
             .map(|alarm| {
-                format!("memberID:{} alarm:{:?}", alarm.member_id, alarm.alarm).to_uppercase()
+                // etcd reports each alarm as its AlarmMember text form.
+                let name = match alarm.alarm {
+                    crate::request::AlarmType::NoSpace => "NOSPACE",
+                    crate::request::AlarmType::Corrupt => "CORRUPT",
+                };
+                format!("memberID:{} alarm:{name} ", alarm.member_id)
             })
             .collect();
         Ok(NodeStatus {
@@ -633,6 +638,34 @@ impl Node {
                 is_learner: learners.contains(id),
             })
             .collect()
+    }
+
+    /// Changes a member's peer URLs (etcd MemberUpdate) through a raft membership entry, so every
+    /// member records the change at the same log position. Returns the new member list.
+    pub async fn member_update(
+        &self,
+        id: u64,
+        peer_urls: Vec<String>,
+    ) -> KvResult<(Vec<Member>, ResponseHeader)> {
+        let metrics = self.inner.raft.metrics().borrow_watched().clone();
+        let Some(node) = metrics
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .cloned()
+        else {
+            return Err(KvError::MemberNotFound);
+        };
+        let updated = MemberNode { peer_urls, ..node };
+        let change = openraft::ChangeMembers::SetNodes(BTreeMap::from([(id, updated)]));
+        let result = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            self.inner.raft.change_membership(change, true),
+        )
+        .await
+        .map_err(|_| KvError::Timeout)?;
+        result.map_err(|err| errors::from_write_error(&err))?;
+        Ok((self.members(), self.header()))
     }
 
     // Async like every other request: with peers this forwards to the leader.

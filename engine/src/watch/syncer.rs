@@ -132,7 +132,7 @@ impl HubState {
             }
             watchers.push(key);
             if let SyncState::Unsynced { next_rev } = watcher.state
-                && next_rev > compact_revision
+                && next_rev >= compact_revision
                 && next_rev <= floor
             {
                 from = Some(from.map_or(next_rev, |f| f.min(next_rev)));
@@ -184,7 +184,7 @@ impl HubState {
                 SyncState::Compacted { compact_revision } => {
                     self.send_compacted(key, compact_revision)
                 }
-                SyncState::Unsynced { next_rev } if next_rev <= compact_revision => {
+                SyncState::Unsynced { next_rev } if next_rev < compact_revision => {
                     self.send_compacted(key, compact_revision)
                 }
                 SyncState::Unsynced { next_rev } => {

@@ -88,7 +88,16 @@ impl Cluster for ClusterService {
                 members: members.into_iter().map(member_to_pb).collect(),
             }));
         }
-        Err(EtcdError::NotCapable.into())
+        let (members, _) = self
+            .ctx
+            .node
+            .member_update(r.id, r.peer_ur_ls)
+            .await
+            .map_err(crate::status::kv_error)?;
+        Ok(Response::new(pb::MemberUpdateResponse {
+            header: Some(self.ctx.header_without_revision()),
+            members: members.into_iter().map(member_to_pb).collect(),
+        }))
     }
 
     async fn member_list(

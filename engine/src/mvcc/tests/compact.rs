@@ -65,8 +65,9 @@ fn compaction_keeps_the_latest_version_and_drops_tombstones() {
     f.put("c", "1"); // 8
     assert_eq!(history_and_changes(&f), (7, 7));
     f.apply(Command::Compact { revision: 5 });
-    // a: 2, 3, 4(tombstone) go; b@5 stays (latest <= 5); b@6, a@7, c@8 are newer.
-    assert_eq!(history_and_changes(&f), (4, 3));
+    // a: 2, 3, 4(tombstone) go; b@5 stays (latest <= 5); b@6, a@7, c@8 are newer. The change
+    // row of b@5 stays too: a watch from exactly the compact revision still sees it.
+    assert_eq!(history_and_changes(&f), (4, 4));
     assert_eq!(f.keys_at("\0", "\0", 5), ["b"]);
     assert_eq!(
         f.get_at("b", 5).expect("read").map(|kv| kv.value),
@@ -75,7 +76,7 @@ fn compaction_keeps_the_latest_version_and_drops_tombstones() {
     assert_eq!(f.keys_at("\0", "\0", 6), ["b"]);
     assert_eq!(f.keys_at("\0", "\0", 7), ["a", "b"]);
     f.apply(Command::Compact { revision: 8 });
-    assert_eq!(history_and_changes(&f), (3, 0));
+    assert_eq!(history_and_changes(&f), (3, 1));
     assert_eq!(f.keys_at("\0", "\0", 8), ["a", "b", "c"]);
     let b_now = f.get("b").expect("b");
     assert_eq!((b_now.create_revision, b_now.version), (5, 2));
@@ -100,11 +101,20 @@ fn events_after_compaction() {
     f.delete("a", ""); // 5
     f.apply(Command::Compact { revision: 3 });
     assert_eq!(
-        f.store.events(3, 10, 100),
+        f.store.events(2, 10, 100),
         Err(KvError::Compacted {
             compact_revision: 3
         })
     );
+    // From exactly the compact revision, as etcd: its put is still there, without prev_kv
+    // (the previous version is compacted away).
+    let from_compact = f
+        .store
+        .events(3, 10, 100)
+        .expect("events from the compact revision");
+    assert_eq!(from_compact.len(), 3);
+    assert_eq!(from_compact[0].kv.mod_revision, 3);
+    assert_eq!(from_compact[0].prev_kv, None);
     let events = f.store.events(4, 10, 100).expect("events");
     assert_eq!(events.len(), 2);
     assert_eq!(

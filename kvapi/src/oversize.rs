@@ -2,7 +2,7 @@
 //! rely on: `ResourceExhausted "grpc: received message larger than max (N vs. M)"`.
 //!
 //! tonic refuses a message above `max_decoding_message_size` with `OutOfRange "Error, decoded
-//! message length too large: found N bytes, the limit is: M bytes"`. OutOfRange means
+//! message length too large: found N bytes, the limit is: M bytes"`. `OutOfRange` means
 //! "compacted" to kube-apiserver (HTTP 410), so this middleware rewrites that one status, which
 //! tonic sends in the headers of a trailers-only response, into grpc-go's.
 
@@ -27,11 +27,9 @@ pub async fn grpc_go_oversize_status(request: Request, next: Next) -> Response {
     let Some(message) = headers.get("grpc-message").and_then(|v| v.to_str().ok()) else {
         return response;
     };
-    if let Some(rewritten) = rewrite(message) {
-        if let Ok(value) = HeaderValue::from_str(&rewritten) {
-            headers.insert("grpc-status", HeaderValue::from_static(RESOURCE_EXHAUSTED));
-            headers.insert("grpc-message", value);
-        }
+    if let Some(value) = rewrite(message).and_then(|m| HeaderValue::from_str(&m).ok()) {
+        headers.insert("grpc-status", HeaderValue::from_static(RESOURCE_EXHAUSTED));
+        headers.insert("grpc-message", value);
     }
     response
 }

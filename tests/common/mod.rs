@@ -48,7 +48,7 @@ pub struct Cairn {
     pub peer_port: u16,
     pub data_dir: PathBuf,
     extra_args: Vec<String>,
-    _tmp: Option<tempfile::TempDir>,
+    tmp: Option<tempfile::TempDir>,
     log_path: PathBuf,
 }
 
@@ -63,7 +63,7 @@ impl Cairn {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data_dir = tmp.path().join("data");
         let mut server = Self::start_in(&data_dir, extra_args);
-        server._tmp = Some(tmp);
+        server.tmp = Some(tmp);
         server
     }
 
@@ -75,7 +75,7 @@ impl Cairn {
             peer_port: free_port(),
             data_dir: data_dir.to_path_buf(),
             extra_args: extra_args.iter().map(|s| (*s).to_string()).collect(),
-            _tmp: None,
+            tmp: None,
             log_path: data_dir.with_extension("log"),
         };
         server.spawn();
@@ -116,18 +116,16 @@ impl Cairn {
     pub fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!(
-                        "cairn exited during startup with {status}; log:\n{}",
-                        self.log()
-                    );
-                }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!(
+                    "cairn exited during startup with {status}; log:\n{}",
+                    self.log()
+                );
             }
-            if let Some((200, body)) = http_get(self.port, "/health") {
-                if body.contains("\"true\"") {
-                    return;
-                }
+            if let Some((200, body)) = http_get(self.port, "/health")
+                && body.contains("\"true\"")
+            {
+                return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }

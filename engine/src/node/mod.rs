@@ -640,7 +640,7 @@ impl Node {
             .collect()
     }
 
-    /// Changes a member's peer URLs (etcd MemberUpdate) through a raft membership entry, so every
+    /// Changes a member's peer URLs (etcd `MemberUpdate`) through a raft membership entry, so every
     /// member records the change at the same log position. Returns the new member list.
     pub async fn member_update(
         &self,

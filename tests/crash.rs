@@ -472,7 +472,9 @@ fn acknowledged_txns_survive_sigkill_all_or_nothing() {
     println!("crash seed {seed} (set CAIRN_CRASH_SEED to replay)");
     let mut rng = StdRng::seed_from_u64(seed);
     let rt = runtime();
-    let mut server = Cairn::start();
+    // Snapshot every 40 entries: raft snapshots, log purges and the durable store sync before
+    // them all happen while the server is being killed.
+    let mut server = Cairn::start_with(&["--snapshot-count", "40"]);
     let _log = LogOnPanic::new(&server);
     let endpoint = server.endpoint();
 

@@ -8,7 +8,7 @@ use cairn_engine::request::{
 };
 use criterion::{BenchmarkId, Criterion, Throughput};
 
-fn sizes() -> Vec<usize> {
+pub(crate) fn sizes() -> Vec<usize> {
     if crate::full_run() {
         vec![10_000, 1_000_000]
     } else {
@@ -16,11 +16,11 @@ fn sizes() -> Vec<usize> {
     }
 }
 
-fn key(i: usize) -> Bytes {
+pub(crate) fn key(i: usize) -> Bytes {
     Bytes::from(format!("/registry/pods/default/pod-{i:08}"))
 }
 
-fn put(i: usize) -> Proposal {
+pub(crate) fn put(i: usize) -> Proposal {
     Proposal {
         command: Command::Put(PutRequest {
             key: key(i),
@@ -32,7 +32,7 @@ fn put(i: usize) -> Proposal {
 }
 
 /// A store holding `keys` keys, loaded in batches of 10k puts per transaction.
-fn loaded_store(keys: usize) -> (tempfile::TempDir, MvccStore) {
+pub(crate) fn loaded_store(keys: usize) -> (tempfile::TempDir, MvccStore) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store =
         MvccStore::open(&dir.path().join("mvcc.redb"), MvccOptions::default()).expect("open");

@@ -95,13 +95,20 @@ impl Lessor {
         self.lock().leases.clear();
     }
 
-    /// Renews a lease; returns its TTL, or `None` if it does not exist.
+    /// Renews a lease; returns its TTL, or `None` if it does not exist or has already expired
+    /// (its revoke may be on its way: renewing it would tell the holder a session is alive
+    /// whose keys are about to go, as etcd's lessor refuses too).
     pub fn renew(&self, id: i64) -> Option<i64> {
         let now = self.clock.now();
         let mut state = self.lock();
         let primary = state.primary;
         let lease = state.leases.get_mut(&id)?;
         if primary {
+            let expired =
+                lease.deadline.is_some_and(|d| d <= now) || lease.revoke_requested.is_some();
+            if expired {
+                return None;
+            }
             lease.deadline = Some(now + secs(lease.ttl));
         }
         Some(lease.ttl)
@@ -244,6 +251,17 @@ mod tests {
         clock.advance(Duration::from_secs(9));
         assert!(lessor.expired(10).is_empty());
         assert_eq!(lessor.renew(2), None);
+    }
+
+    #[test]
+    fn an_expired_lease_cannot_be_renewed() {
+        let (lessor, clock) = lessor();
+        lessor.promote(Duration::ZERO);
+        lessor.grant(1, 5);
+        clock.advance(Duration::from_secs(5));
+        assert_eq!(lessor.renew(1), None, "past its deadline");
+        assert_eq!(lessor.expired(10), vec![1]);
+        assert_eq!(lessor.renew(1), None, "revoke requested");
     }
 
     #[test]

@@ -12,18 +12,14 @@
 use super::compact;
 use super::error::{MvccResult, OpError, OpResult};
 use super::leases;
-use super::quota::{self, Quota};
+use super::quota;
 use super::txn;
 use super::write::Writer;
 use super::{ApplyInput, ApplyOutput};
 use crate::request::{Command, CommandResponse, TxnResponse};
 
 /// Applies one input inside the current batch.
-pub(crate) fn apply_one(
-    writer: &mut Writer<'_>,
-    input: ApplyInput<'_>,
-    quota: Quota<'_>,
-) -> MvccResult<ApplyOutput> {
+pub(crate) fn apply_one(writer: &mut Writer<'_>, input: ApplyInput<'_>) -> MvccResult<ApplyOutput> {
     writer.begin_command();
     let result = match input.proposal {
         // Raft's blank and membership entries change nothing: they answer as an empty txn.
@@ -31,7 +27,7 @@ pub(crate) fn apply_one(
             succeeded: true,
             responses: Vec::new(),
         })),
-        Some(proposal) => execute(writer, &proposal.command, quota),
+        Some(proposal) => execute(writer, &proposal.command),
     };
     let result = match result {
         Ok(response) => Ok(response),
@@ -46,12 +42,8 @@ pub(crate) fn apply_one(
     })
 }
 
-fn execute(
-    writer: &mut Writer<'_>,
-    command: &Command,
-    quota: Quota<'_>,
-) -> OpResult<CommandResponse> {
-    quota::admit(writer, command, quota)?;
+fn execute(writer: &mut Writer<'_>, command: &Command) -> OpResult<CommandResponse> {
+    quota::admit(writer, command)?;
     Ok(match command {
         Command::Put(put) => {
             if put.lease != 0 && !writer.lease_exists(put.lease)? {

@@ -25,7 +25,10 @@ use crate::revision::RevisionId;
 /// Compacts the store at `revision` (etcd `Compact`); changes no revision.
 pub(crate) fn compact(writer: &mut Writer<'_>, revision: i64) -> OpResult<()> {
     let old = writer.compact_revision();
-    if revision <= old {
+    // A store never compacted has compact revision 0 here and -1 in etcd, which accepts
+    // `Compact(0)` on a fresh store: so do we (it removes nothing).
+    let fresh_zero = revision == 0 && old == 0;
+    if revision <= old && !fresh_zero {
         return Err(KvError::Compacted {
             compact_revision: old,
         }

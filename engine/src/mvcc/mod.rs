@@ -33,8 +33,9 @@ mod write;
 mod tests;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{PoisonError, RwLock, RwLockReadGuard};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable};
@@ -45,7 +46,9 @@ pub use snapshot::{SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC, SnapshotInfo};
 
 use crate::error::KvError;
 use crate::kv::Event;
-use crate::request::{AlarmMember, CommandResponse, Proposal, RangeRequest, RangeResponse};
+use crate::request::{
+    AlarmMember, Command, CommandResponse, Proposal, RangeRequest, RangeResponse,
+};
 use crate::revision::RevisionId;
 use read::{ReadSource, Revisions};
 use tables::{ReadTables, WriteTables};
@@ -89,6 +92,32 @@ pub struct MvccStore {
     options: MvccOptions,
     current_revision: AtomicI64,
     compact_revision: AtomicI64,
+    sizes: Sizes,
+}
+
+/// How often a durable apply recomputes the in-use size (a walk of every b-tree).
+pub const SIZE_IN_USE_REFRESH: Duration = Duration::from_secs(30);
+
+/// Cached sizes: status and metrics read them from async code without touching redb.
+#[derive(Debug, Default)]
+struct Sizes {
+    file: AtomicU64,
+    in_use: AtomicU64,
+    in_use_at: Mutex<Option<Instant>>,
+}
+
+impl Sizes {
+    fn in_use_is_stale(&self) -> bool {
+        self.in_use_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none_or(|at| at.elapsed() >= SIZE_IN_USE_REFRESH)
+    }
+}
+
+/// The size of the file at `path`; 0 if it cannot be read.
+fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |meta| meta.len())
 }
 
 impl MvccStore {
@@ -115,13 +144,16 @@ impl MvccStore {
             (current.unwrap_or(1), compact.unwrap_or(0))
         };
         txn.commit()?;
-        Ok(Self {
+        let store = Self {
             db: RwLock::new(db),
             path: path.to_path_buf(),
             options,
             current_revision: AtomicI64::new(current),
             compact_revision: AtomicI64::new(compact),
-        })
+            sizes: Sizes::default(),
+        };
+        store.refresh_size_in_use();
+        Ok(store)
     }
 
     /// The store revision: 1 on an empty store, as in etcd.
@@ -170,16 +202,11 @@ impl MvccStore {
         } else {
             Durability::None
         })?;
-        let quota = quota::Quota {
-            limit_bytes: self.options.quota_bytes,
-            member_id: self.options.member_id,
-            path: &self.path,
-        };
         let (outputs, current, compact) = {
             let mut writer = Writer::load(WriteTables::open(&txn)?)?;
             let outputs = inputs
                 .iter()
-                .map(|input| apply::apply_one(&mut writer, *input, quota))
+                .map(|input| apply::apply_one(&mut writer, *input))
                 .collect::<MvccResult<Vec<_>>>()?;
             let (current, compact) = writer.finish(raft_state)?;
             (outputs, current, compact)
@@ -187,7 +214,23 @@ impl MvccStore {
         txn.commit()?;
         self.current_revision.store(current, Ordering::Release);
         self.compact_revision.store(compact, Ordering::Release);
+        self.sizes
+            .file
+            .store(file_size(&self.path), Ordering::Relaxed);
+        if durable && self.sizes.in_use_is_stale() {
+            self.refresh_size_in_use();
+        }
         Ok(outputs)
+    }
+
+    /// Makes every commit so far durable (an empty `Durability::Immediate` commit: redb
+    /// persists the non-durable commits before it).
+    pub fn sync(&self) -> MvccResult<()> {
+        let db = self.db();
+        let mut txn = db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        txn.commit()?;
+        Ok(())
     }
 
     /// The raft state stored by the last [`MvccStore::apply`], if any.
@@ -266,22 +309,48 @@ impl MvccStore {
         self.read(|tables, _| hash::hash_all(tables))?
     }
 
-    /// The database file's size on disk (what the quota measures).
+    /// The database file's size on disk (what the quota measures), as of the last commit.
+    /// Cheap: a cached number, safe to call from async code.
     pub fn db_size(&self) -> u64 {
-        quota::file_size(&self.path)
+        self.sizes.file.load(Ordering::Relaxed)
     }
 
-    /// Bytes of the file holding live pages: redb's allocated pages times the page size. This
-    /// walks every b-tree (a maintenance call, like etcd's status) and waits for an apply in
-    /// progress. Falls back to [`MvccStore::db_size`] if redb cannot report it.
+    /// Bytes of the file holding live pages (redb's allocated pages times the page size), as of
+    /// the last refresh: at open, after a defragment, and at most every
+    /// [`SIZE_IN_USE_REFRESH`] on a durable apply. Cheap: a cached number.
     pub fn db_size_in_use(&self) -> u64 {
-        match self.allocated_bytes() {
+        self.sizes.in_use.load(Ordering::Relaxed)
+    }
+
+    /// Recomputes [`MvccStore::db_size_in_use`]. Walks every b-tree and waits for an apply in
+    /// progress: call it from a blocking thread.
+    pub fn refresh_size_in_use(&self) {
+        let bytes = match self.allocated_bytes() {
             Ok(bytes) => bytes,
             Err(err) => {
                 tracing::warn!(error = %err, "cannot read redb page statistics");
                 self.db_size()
             }
-        }
+        };
+        self.sizes
+            .file
+            .store(file_size(&self.path), Ordering::Relaxed);
+        self.sizes.in_use.store(bytes, Ordering::Relaxed);
+        *self
+            .sizes
+            .in_use_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+    }
+
+    /// Whether applying `command` would take the database past `--quota-backend-bytes` (etcd's
+    /// quota check, made by the proposer before proposing; never inside apply, which must not
+    /// depend on local file sizes).
+    pub fn exceeds_quota(&self, command: &Command) -> bool {
+        let cost = quota::cost(command);
+        cost > 0
+            && self.options.quota_bytes > 0
+            && self.db_size().saturating_add(cost) >= self.options.quota_bytes
     }
 
     fn allocated_bytes(&self) -> MvccResult<u64> {
@@ -295,8 +364,11 @@ impl MvccStore {
     /// Rewrites the database file compactly and shrinks it (redb `Database::compact`). Waits for
     /// every read and apply in progress, and holds them off while it runs.
     pub fn defragment(&self) -> MvccResult<()> {
-        let mut db = self.db.write().unwrap_or_else(PoisonError::into_inner);
-        db.compact()?;
+        {
+            let mut db = self.db.write().unwrap_or_else(PoisonError::into_inner);
+            db.compact()?;
+        }
+        self.refresh_size_in_use();
         Ok(())
     }
 

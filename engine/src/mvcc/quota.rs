@@ -1,16 +1,17 @@
-//! Alarms and the space quota (etcd's quota applier and capped applier).
+//! Alarms and the space quota (etcd's quota checker and capped applier).
 //!
-//! A write that adds data (a put, a txn with a put on either branch, nested txns included, or a
-//! lease grant) is refused with `NoSpace` when a NOSPACE alarm is active, or when the database
-//! file size plus the request's cost reaches `quota_bytes`; the latter also raises the NOSPACE
-//! alarm for this member in the same transaction. Deletes, ranges, compaction and revokes always
-//! run, so an operator can free space, defragment and then deactivate the alarm.
+//! Two halves, as in etcd:
+//! - Before proposing, the node asks [`super::MvccStore::exceeds_quota`]: when the database
+//!   file size plus the request's cost reaches `quota_bytes`, it proposes a NOSPACE alarm and
+//!   refuses the request (etcd's `quotaKVServer`). That check reads the local file size, so it
+//!   must never run inside apply: replicas and replays have to decide identically.
+//! - In apply, a write that adds data (a put, a txn with a put on either branch, nested txns
+//!   included, or a lease grant) is refused with `NoSpace` while a NOSPACE alarm is active
+//!   (etcd's capped applier). The alarm is replicated state, so every replica agrees.
 //!
-//! The size measured is the database file size ([`super::MvccStore::db_size`]), as etcd measures
-//! `backend.Size()`; the cost of a request is etcd's estimate (key + value + 256 bytes per put,
-//! 64 bytes per lease grant).
-
-use std::path::Path;
+//! Deletes, ranges, compaction and revokes always run, so an operator can free space,
+//! defragment and then deactivate the alarm. The cost of a request is etcd's estimate (key +
+//! value + 256 bytes per put, 64 bytes per lease grant).
 
 use super::txn;
 use super::write::Writer;
@@ -22,16 +23,8 @@ const KV_OVERHEAD: u64 = 256;
 /// etcd's per-lease overhead estimate (`leaseOverhead`).
 const LEASE_OVERHEAD: u64 = 64;
 
-/// What the quota check needs to know about the store.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Quota<'a> {
-    pub limit_bytes: u64,
-    pub member_id: u64,
-    pub path: &'a Path,
-}
-
 /// The estimated number of bytes `command` adds, 0 for commands that add nothing.
-fn cost(command: &Command) -> u64 {
+pub(crate) fn cost(command: &Command) -> u64 {
     match command {
         Command::Put(put) => KV_OVERHEAD + put.key.len() as u64 + put.value.len() as u64,
         Command::Txn(req) => txn::put_cost(req, KV_OVERHEAD),
@@ -43,14 +36,9 @@ fn cost(command: &Command) -> u64 {
     }
 }
 
-/// Admits or refuses `command` under the quota; may raise the NOSPACE alarm.
-pub(crate) fn admit(
-    writer: &mut Writer<'_>,
-    command: &Command,
-    quota: Quota<'_>,
-) -> Result<(), KvError> {
-    let cost = cost(command);
-    if cost == 0 {
+/// Refuses `command` while a NOSPACE alarm is active, if it adds data.
+pub(crate) fn admit(writer: &Writer<'_>, command: &Command) -> Result<(), KvError> {
+    if cost(command) == 0 {
         return Ok(());
     }
     if writer
@@ -60,21 +48,7 @@ pub(crate) fn admit(
     {
         return Err(KvError::NoSpace);
     }
-    if quota.limit_bytes > 0 && file_size(quota.path).saturating_add(cost) >= quota.limit_bytes {
-        let alarm = AlarmMember {
-            member_id: quota.member_id,
-            alarm: AlarmType::NoSpace,
-        };
-        apply_alarm(writer, AlarmAction::Activate, alarm);
-        return Err(KvError::NoSpace);
-    }
     Ok(())
-}
-
-/// The size of the file at `path`; 0 if it cannot be read (the check then admits the write,
-/// and the next apply's storage error, if any, stops the node).
-pub(crate) fn file_size(path: &Path) -> u64 {
-    std::fs::metadata(path).map_or(0, |meta| meta.len())
 }
 
 /// Applies an alarm request (etcd `Alarm`): Get lists every alarm; Activate answers with the

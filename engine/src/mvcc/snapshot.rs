@@ -38,7 +38,7 @@ pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
 const END_TABLE: u8 = 0xff;
 
 /// What a written snapshot holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SnapshotInfo {
     /// The store revision captured.
     pub revision: i64,
@@ -47,6 +47,9 @@ pub struct SnapshotInfo {
     pub size_bytes: u64,
     /// The trailing SHA-256 digest.
     pub sha256: [u8; 32],
+    /// The raft state stored with the data (see [`super::MvccStore::apply`]), read in the same
+    /// transaction: what the snapshot's raft metadata must be built from.
+    pub raft_state: Option<Vec<u8>>,
 }
 
 /// Writes `tables` (all from one read transaction) to `out`.
@@ -77,6 +80,10 @@ pub(crate) fn write(tables: &ReadTables, out: &mut dyn Write) -> MvccResult<Snap
         compact_revision: read_meta_i64(&tables.meta, tables::META_COMPACT_REVISION)?.unwrap_or(0),
         size_bytes: out.written + sha256.len() as u64,
         sha256,
+        raft_state: tables
+            .meta
+            .get(tables::META_RAFT_STATE)?
+            .map(|row| row.value().to_vec()),
     })
 }
 

@@ -27,10 +27,6 @@ pub enum IdentityError {
         path: String,
         source: postcard::Error,
     },
-    #[error(
-        "data dir belongs to cluster token {stored:?}, but --initial-cluster-token is {configured:?}"
-    )]
-    TokenMismatch { stored: String, configured: String },
 }
 
 fn hash_u64(parts: &[&[u8]]) -> u64 {
@@ -71,11 +67,10 @@ pub fn load_or_create(path: &Path, fresh: Identity) -> Result<Identity, Identity
                     path: display,
                     source,
                 })?;
+            // As etcd, the --initial-* flags only matter when the data dir is created.
             if stored.cluster_token != fresh.cluster_token {
-                return Err(IdentityError::TokenMismatch {
-                    stored: stored.cluster_token,
-                    configured: fresh.cluster_token,
-                });
+                tracing::warn!(stored = %stored.cluster_token, configured = %fresh.cluster_token,
+                    "--initial-cluster-token ignored: the data dir already belongs to a cluster");
             }
             if stored.name != fresh.name {
                 tracing::warn!(stored = %stored.name, configured = %fresh.name,
@@ -124,7 +119,7 @@ mod tests {
     }
 
     #[test]
-    fn stored_identity_wins_and_token_is_checked() {
+    fn stored_identity_wins_over_later_flags() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("identity");
         let first = Identity {
@@ -142,11 +137,8 @@ mod tests {
         assert_eq!(load_or_create(&path, renamed).unwrap(), first);
         let other = Identity {
             cluster_token: "x".into(),
-            ..first
+            ..first.clone()
         };
-        assert!(matches!(
-            load_or_create(&path, other),
-            Err(IdentityError::TokenMismatch { .. })
-        ));
+        assert_eq!(load_or_create(&path, other).unwrap(), first);
     }
 }

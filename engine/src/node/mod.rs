@@ -260,7 +260,7 @@ impl Node {
         }
 
         let (leader_tx, leader) = watch::channel(None);
-        let read_index = read_index::ReadIndex::spawn(raft.clone());
+        let (read_index, read_index_task) = read_index::ReadIndex::spawn(raft.clone());
         let inner = Arc::new(NodeInner {
             config: config.clone(),
             member_id,
@@ -285,6 +285,7 @@ impl Node {
             .tasks
             .spawn(tasks::track_leader(node.clone(), leader_tx));
         node.inner.tasks.spawn(tasks::expire_leases(node.clone()));
+        node.inner.tasks.push(read_index_task);
         node.inner.tasks.push(crate::watch::spawn_background(
             hub,
             config.watch_progress_notify_interval,
@@ -344,7 +345,26 @@ impl Node {
     }
 
     /// Proposes a command and waits until it is applied.
+    ///
+    /// A command that adds data is first checked against the space quota, as etcd's
+    /// `quotaKVServer` does: over quota, the NOSPACE alarm is proposed and the request refused.
+    /// Apply itself only honours the replicated alarm, so replays and replicas agree.
     async fn propose(&self, command: Command) -> KvResult<(CommandResponse, ResponseHeader)> {
+        if self.inner.store.get().exceeds_quota(&command) {
+            let alarm = AlarmMember {
+                member_id: self.inner.member_id,
+                alarm: crate::request::AlarmType::NoSpace,
+            };
+            tracing::warn!("database space exceeds --quota-backend-bytes; raising NOSPACE");
+            let raise = Command::Alarm {
+                action: AlarmAction::Activate,
+                alarm,
+            };
+            if let Err(err) = Box::pin(self.propose(raise)).await {
+                tracing::warn!(%err, "raising the NOSPACE alarm");
+            }
+            return Err(KvError::NoSpace);
+        }
         let proposal = Proposal {
             command,
             time_unix_ms: now_unix_ms(),

@@ -20,25 +20,27 @@ pub(crate) struct ReadIndex {
 }
 
 impl ReadIndex {
-    pub(crate) fn spawn(raft: Raft) -> Self {
+    /// Starts the round loop; the handle stops it.
+    pub(crate) fn spawn(raft: Raft) -> (Self, tokio::task::JoinHandle<()>) {
         let (queue, mut waiting) = mpsc::unbounded_channel::<Waiter>();
-        tokio::spawn(async move {
+        let handle = tokio::spawn(async move {
             while let Some(first) = waiting.recv().await {
                 let mut round = vec![first];
                 while let Ok(next) = waiting.try_recv() {
                     round.push(next);
                 }
-                let result = raft
-                    .ensure_linearizable(openraft::ReadPolicy::ReadIndex)
-                    .await
-                    .map(|_| ())
-                    .map_err(|err| super::errors::from_read_error(&err));
+                let read = raft.ensure_linearizable(openraft::ReadPolicy::ReadIndex);
+                let result = match tokio::time::timeout(super::REQUEST_TIMEOUT, read).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(err)) => Err(super::errors::from_read_error(&err)),
+                    Err(_) => Err(KvError::Timeout),
+                };
                 for waiter in round {
                     let _ = waiter.send(result.clone());
                 }
             }
         });
-        Self { queue }
+        (Self { queue }, handle)
     }
 
     /// Returns once this member has applied everything committed when the call was made.

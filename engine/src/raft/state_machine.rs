@@ -222,21 +222,11 @@ impl RaftStateMachine<TypeConfig> for MvccStateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        MvccSnapshotBuilder {
-            sm_snapshot: None,
-            pending: Some(self.prepare_builder()),
-        }
+        self.builder()
     }
 
     async fn try_create_snapshot_builder(&mut self, _force: bool) -> Option<Self::SnapshotBuilder> {
-        if let Err(err) = self.checkpoint().await {
-            tracing::error!(%err, "checkpoint before snapshot failed");
-            return None;
-        }
-        Some(MvccSnapshotBuilder {
-            sm_snapshot: None,
-            pending: Some(self.prepare_builder()),
-        })
+        Some(self.builder())
     }
 
     async fn install_snapshot(
@@ -245,36 +235,46 @@ impl RaftStateMachine<TypeConfig> for MvccStateMachine {
         mut snapshot: File,
     ) -> Result<(), io::Error> {
         let fresh = self.db_path.with_extension("installing");
-        let _ = std::fs::remove_file(&fresh);
         let options = self.options.clone();
         let fresh_path = fresh.clone();
         let store = tokio::task::spawn_blocking(move || {
+            let _ = std::fs::remove_file(&fresh_path);
             snapshot.rewind()?;
             let mut input = BufReader::new(snapshot);
             MvccStore::restore_snapshot(&fresh_path, &mut input, options).map_err(io::Error::other)
         })
         .await
         .map_err(io::Error::other)??;
-        std::fs::rename(&fresh, &self.db_path)?;
-        sync_dir(&self.db_path)?;
+        // The data carries the raft position it was taken at; it must be the one announced.
         let state = read_raft_state(&store)?;
+        if state.last_applied != meta.last_log_id {
+            let _ = std::fs::remove_file(&fresh);
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "snapshot data is at {:?} but its metadata says {:?}",
+                    state.last_applied, meta.last_log_id
+                ),
+            ));
+        }
+        let db_path = self.db_path.clone();
+        let store = tokio::task::spawn_blocking(move || -> io::Result<MvccStore> {
+            std::fs::rename(&fresh, &db_path)?;
+            sync_dir(&db_path)?;
+            Ok(store)
+        })
+        .await
+        .map_err(io::Error::other)??;
         self.observer.restored(&store);
         self.store.replace(store);
         self.state = RaftState {
-            last_applied: meta.last_log_id.or(state.last_applied),
+            last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
         };
         self.checkpoint().await?;
         // Keep the installed snapshot as the current one.
-        let target = self.snapshot_path(meta);
-        let store = self.store.get();
-        let meta = meta.clone();
-        let meta_path = self.meta_path();
-        tokio::task::spawn_blocking(move || {
-            write_snapshot_file(&store, &meta, &target, &meta_path)
-        })
-        .await
-        .map_err(io::Error::other)??;
+        let mut builder = self.builder();
+        builder.build_snapshot().await?;
         Ok(())
     }
 
@@ -294,51 +294,36 @@ impl RaftStateMachine<TypeConfig> for MvccStateMachine {
 }
 
 impl MvccStateMachine {
-    fn prepare_builder(&self) -> PendingSnapshot {
-        PendingSnapshot {
+    fn builder(&self) -> MvccSnapshotBuilder {
+        MvccSnapshotBuilder {
             store: self.store.get(),
-            state: self.state.clone(),
             snapshot_dir: self.snapshot_dir.clone(),
             meta_path: self.meta_path(),
         }
     }
 }
 
-/// What a snapshot builder captured from the state machine when it was created.
-struct PendingSnapshot {
+/// Builds a snapshot file from one read transaction of the store. The snapshot's raft metadata
+/// (last log id, membership) is read in that same transaction, so data and metadata always agree
+/// even while applies continue.
+pub struct MvccSnapshotBuilder {
     store: Arc<MvccStore>,
-    state: RaftState,
     snapshot_dir: PathBuf,
     meta_path: PathBuf,
-}
-
-/// Builds a snapshot file from one read transaction of the store.
-pub struct MvccSnapshotBuilder {
-    sm_snapshot: Option<SnapshotMeta>,
-    pending: Option<PendingSnapshot>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for MvccSnapshotBuilder {
     type SnapshotData = File;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
-        let pending = self
-            .pending
-            .take()
-            .ok_or_else(|| io::Error::other("snapshot builder reused"))?;
-        let meta = SnapshotMeta {
-            last_log_id: pending.state.last_applied,
-            last_membership: pending.state.membership.clone(),
-        };
-        let path = snapshot_path(&pending.snapshot_dir, &meta);
-        let meta_clone = meta.clone();
-        let file = tokio::task::spawn_blocking(move || {
-            write_snapshot_file(&pending.store, &meta_clone, &path, &pending.meta_path)?;
-            File::open(&path)
-        })
-        .await
-        .map_err(io::Error::other)??;
-        self.sm_snapshot = Some(meta.clone());
+        let store = Arc::clone(&self.store);
+        let dir = self.snapshot_dir.clone();
+        let meta_path = self.meta_path.clone();
+        let (meta, path) =
+            tokio::task::spawn_blocking(move || write_snapshot_file(&store, &dir, &meta_path))
+                .await
+                .map_err(io::Error::other)??;
+        let file = File::open(&path)?;
         Ok(Snapshot {
             meta,
             snapshot: file,
@@ -352,39 +337,54 @@ fn snapshot_path(dir: &Path, meta: &SnapshotMeta) -> PathBuf {
     dir.join(format!("snapshot-{index:020}.snap"))
 }
 
-/// Writes the snapshot file and then its meta, each fsynced and renamed into place, and removes
-/// older snapshot files.
+/// Writes a snapshot file from one read transaction, makes the store durable up to it, then
+/// renames the file into place and writes its meta (each fsynced), and removes older snapshot
+/// files. Returns the meta and the file's path.
+///
+/// The store sync comes after the read: everything the snapshot holds is then durable in the
+/// store too, so purging the log behind the snapshot never strands a store that restarts from
+/// an older durable state.
 fn write_snapshot_file(
     store: &MvccStore,
-    meta: &SnapshotMeta,
-    path: &Path,
+    dir: &Path,
     meta_path: &Path,
-) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
+) -> io::Result<(SnapshotMeta, PathBuf)> {
+    let tmp = dir.join("snapshot.tmp");
+    let info = {
         let mut out = BufWriter::new(File::create(&tmp)?);
-        store.write_snapshot(&mut out).map_err(io::Error::other)?;
+        let info = store.write_snapshot(&mut out).map_err(io::Error::other)?;
         let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
         file.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
+        info
+    };
+    store.sync().map_err(io::Error::other)?;
+    let state: RaftState = match info.raft_state.as_deref() {
+        Some(bytes) if !bytes.is_empty() => {
+            postcard::from_bytes(bytes).map_err(io::Error::other)?
+        }
+        _ => RaftState::default(),
+    };
+    let meta = SnapshotMeta {
+        last_log_id: state.last_applied,
+        last_membership: state.membership,
+    };
+    let path = snapshot_path(dir, &meta);
+    std::fs::rename(&tmp, &path)?;
     let meta_tmp = meta_path.with_extension("tmp");
     {
         let mut out = File::create(&meta_tmp)?;
-        out.write_all(&postcard::to_allocvec(meta).map_err(io::Error::other)?)?;
+        out.write_all(&postcard::to_allocvec(&meta).map_err(io::Error::other)?)?;
         out.sync_all()?;
     }
     std::fs::rename(&meta_tmp, meta_path)?;
-    sync_dir(path)?;
-    if let Some(dir) = path.parent() {
-        for entry in std::fs::read_dir(dir)? {
-            let old = entry?.path();
-            if old.extension().is_some_and(|ext| ext == "snap") && old != path {
-                let _ = std::fs::remove_file(old);
-            }
+    sync_dir(&path)?;
+    for entry in std::fs::read_dir(dir)? {
+        let old = entry?.path();
+        if old.extension().is_some_and(|ext| ext == "snap") && old != path {
+            let _ = std::fs::remove_file(old);
         }
     }
-    Ok(())
+    Ok((meta, path))
 }
 
 /// fsyncs the directory holding `path`, so a rename or create in it is durable.

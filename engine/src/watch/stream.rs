@@ -25,6 +25,13 @@ impl WatchStream {
     /// A start revision `<= 0` or past the last published revision starts synced; an older one
     /// starts unsynced and is caught up by the syncer (or told it is compacted).
     pub fn create(&self, watch_id: Option<i64>, spec: WatchSpec) -> WatchResult<i64> {
+        self.create_at(watch_id, spec).map(|(id, _)| id)
+    }
+
+    /// Like [`WatchStream::create`], also returning the last revision published when the watcher
+    /// was registered: the header revision of etcd's "created" response. Every event the watcher
+    /// gets from a `start_revision` of 0 is newer than it, with no gap.
+    pub fn create_at(&self, watch_id: Option<i64>, spec: WatchSpec) -> WatchResult<(i64, i64)> {
         let WatchSpec {
             key,
             range_end,
@@ -40,7 +47,7 @@ impl WatchStream {
             filter_put,
             filter_delete,
         };
-        let (id, unsynced) = {
+        let (id, unsynced, last) = {
             let mut state = self.hub.lock();
             let last = state.last_published;
             // Only `Drop` removes the stream from the hub, so it is present while `self` lives.
@@ -76,12 +83,12 @@ impl WatchStream {
             );
             let unsynced = !watcher.is_synced();
             state.add_watcher(watcher);
-            (id, unsynced)
+            (id, unsynced, last)
         };
         if unsynced {
             self.hub.sync_wakeup.notify_one();
         }
-        Ok(id)
+        Ok((id, last))
     }
 
     /// Removes a watcher; `false` if this stream has no watcher with that id. Messages already

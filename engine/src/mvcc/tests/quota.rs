@@ -45,14 +45,22 @@ fn alarm_get_activate_deactivate() {
 }
 
 #[test]
-fn exceeding_the_quota_raises_nospace_until_deactivated() {
+fn exceeding_the_quota_is_the_proposers_check_and_the_alarm_caps_apply() {
     let f = open_with(MvccOptions {
         quota_bytes: 1,
         member_id: 9,
     });
-    let output = f.put("a", "1");
-    assert_eq!((output.result, output.revision), (Err(KvError::NoSpace), 1));
-    assert_eq!(f.get("a"), None);
+    let put = Command::Put(PutRequest {
+        key: b("a"),
+        value: b("1"),
+        ..PutRequest::default()
+    });
+    assert!(f.store.exceeds_quota(&put));
+    assert!(!f.store.exceeds_quota(&Command::Compact { revision: 1 }));
+    // Apply never reads the file size: replays and replicas must decide alike.
+    assert!(f.put("a", "1").result.is_ok());
+    assert!(f.store.alarms().expect("alarms").is_empty());
+    alarm(&f, AlarmAction::Activate, NOSPACE);
     assert_eq!(f.store.alarms().expect("alarms"), [NOSPACE]);
     // Without a quota, the raised alarm alone still refuses adding writes.
     let f = f.reopen(MvccOptions::default());
@@ -69,6 +77,7 @@ fn exceeding_the_quota_raises_nospace_until_deactivated() {
     assert_eq!(f.txn(with_put).result, Err(KvError::NoSpace));
     // Deletes, reads-only txns and compaction still work.
     assert!(f.delete("a", "").result.is_ok());
+    assert_eq!(f.get("a"), None);
     let read_only = TxnRequest {
         compare: vec![],
         success: vec![RequestOp::Range(range_req("a", ""))],
@@ -87,5 +96,9 @@ fn a_large_quota_admits_writes() {
         member_id: 9,
     });
     assert!(f.put("a", "1").result.is_ok());
+    assert!(
+        !f.store
+            .exceeds_quota(&Command::LeaseGrant { id: 1, ttl: 5 })
+    );
     assert!(f.store.alarms().expect("alarms").is_empty());
 }

@@ -209,13 +209,15 @@ impl Session {
     }
 
     async fn create(&mut self, create: pb::WatchCreateRequest) -> Result<(), Closed> {
-        // The header revision is the store revision before the watcher exists: every event the
-        // watcher will get is newer (etcd's `wsrev`).
-        let header = (self.header)();
+        let mut header = (self.header)();
         let fragment = create.fragment;
         let watch_id = (create.watch_id != 0).then_some(create.watch_id);
-        let response = match self.stream.create(watch_id, watch_spec(create)) {
-            Ok(id) => {
+        let response = match self.stream.create_at(watch_id, watch_spec(create)) {
+            Ok((id, published)) => {
+                // The header revision is the last revision published to watchers when this one
+                // was registered: every event it gets is newer (etcd's `wsrev`). The store may
+                // already be a revision ahead, not yet handed to the hub.
+                header.revision = published;
                 self.watchers.insert(id, WatcherOptions { fragment });
                 pb::WatchResponse {
                     header: Some(header),

@@ -185,7 +185,15 @@ async fn created_then_events() {
     let created = h.recv().await;
     assert!(created.created && !created.canceled);
     assert_eq!(created.watch_id, 0);
-    assert_eq!(created.header, Some(HEADER));
+    // The created header names the last revision handed to watchers (1 here), not the store's
+    // newer revision (99): every event the watch gets is newer than it.
+    assert_eq!(
+        created.header,
+        Some(pb::ResponseHeader {
+            revision: 1,
+            ..HEADER
+        })
+    );
 
     h.publish(2, vec![put("a", 2, 1), put("b", 2, 1)]);
     let events = h.recv().await;

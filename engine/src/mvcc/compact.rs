@@ -1,28 +1,44 @@
 //! Compaction: dropping the history no read at or after the compact revision can see.
 //!
-//! For every key changed in `(old compact, revision]` (found through the `changes` table, so the
-//! cost is proportional to the changes compacted, never to the size of the keyspace), only the
-//! key's latest version at or below `revision` survives, and not even that one when it is a
-//! tombstone; then the `changes` rows below `revision` go, and those at `revision` whose version
-//! did not survive. Reads at exactly `revision` still see
-//! every live key, and `prev_kv` of later events is still found.
+//! As in etcd, compaction has two halves:
+//! - **Apply** (`compact`): validates the revision, records it as the compact revision (from
+//!   then on reads and watches below it are refused) and marks it pending in `meta`. Cheap, so
+//!   applying a Compact never stops the world.
+//! - **Physical removal** (`step`, driven by a background task through
+//!   [`super::MvccStore::compact_step`]): in small write transactions of at most `budget`
+//!   changes each, for every key changed below the pending revision only the key's latest
+//!   version at or below it survives, and not even that one when it is a tombstone; then those
+//!   `changes` rows go. Applies interleave with the steps, waiting at most one small step.
+//!   The pending marker lives in `meta`, so a crash resumes the work on the next start.
+//!
+//! The cost is proportional to the changes compacted, never to the size of the keyspace. Rows
+//! of `changes` at exactly the compact revision stay while their version does, so a watch from
+//! exactly the compact revision still sees that revision's puts (etcd's rule).
 //!
 //! ```text
 //! key a: put@2  put@3  delete@4  put@6        compact(5) → history a: put@6
 //! key b: put@2  put@5                         compact(5) → history b: put@5
 //! ```
+//!
+//! Nothing a read can observe depends on how far the removal has got: reads at or above the
+//! compact revision find the same latest versions either way, and `hash_kv` counts, below the
+//! compact revision, only the versions that survive.
 
 use std::collections::BTreeSet;
 
-use redb::ReadableTable;
+use redb::{ReadableTable, Table};
 
 use super::codec;
-use super::error::{MvccError, OpResult};
-use super::write::Writer;
+use super::error::{MvccError, MvccResult, OpResult};
+use super::tables::{self, WriteTables};
+use super::write::{Writer, read_meta_i64};
 use crate::error::KvError;
 use crate::revision::RevisionId;
 
-/// Compacts the store at `revision` (etcd `Compact`); changes no revision.
+type BytesTable<'txn> = Table<'txn, &'static [u8], &'static [u8]>;
+
+/// Compacts the store at `revision` (etcd `Compact`): changes no revision and removes nothing
+/// yet; the removal is left to [`step`].
 pub(crate) fn compact(writer: &mut Writer<'_>, revision: i64) -> OpResult<()> {
     let old = writer.compact_revision();
     // A store never compacted has compact revision 0 here and -1 in etcd, which accepts
@@ -37,55 +53,91 @@ pub(crate) fn compact(writer: &mut Writer<'_>, revision: i64) -> OpResult<()> {
     if revision > writer.revision() {
         return Err(KvError::FutureRevision.into());
     }
+    writer.set_compact_revision(revision)?;
+    writer.tables.meta.insert(
+        tables::META_COMPACT_PENDING,
+        codec::encode_i64(revision).as_slice(),
+    )?;
+    Ok(())
+}
+
+/// The revision whose physical compaction is still pending, if any.
+pub(crate) fn pending(
+    meta: &impl ReadableTable<&'static [u8], &'static [u8]>,
+) -> MvccResult<Option<i64>> {
+    read_meta_i64(meta, tables::META_COMPACT_PENDING)
+}
+
+/// Removes what at most `budget` changes below the pending compaction made obsolete. Returns
+/// whether work remains.
+pub(crate) fn step(tables: &mut WriteTables<'_>, budget: usize) -> MvccResult<bool> {
+    let Some(revision) = pending(&tables.meta)? else {
+        return Ok(false);
+    };
+    let below = codec::encode_revision(RevisionId {
+        main: revision,
+        sub: 0,
+    });
+    let mut batch: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    for row in tables.changes.range::<&[u8]>(..below.as_slice())? {
+        if batch.len() >= budget {
+            break;
+        }
+        let (change, key) = row?;
+        batch.push((change.value().to_vec(), key.value().to_vec()));
+    }
+    if !batch.is_empty() {
+        let keys: BTreeSet<&[u8]> = batch.iter().map(|(_, key)| key.as_slice()).collect();
+        for key in keys {
+            compact_key(&mut tables.history, key, revision)?;
+        }
+        for (change, _) in &batch {
+            tables.changes.remove(change.as_slice())?;
+        }
+        return Ok(true);
+    }
+    finish_at_revision(tables, revision)?;
+    tables.meta.remove(tables::META_COMPACT_PENDING)?;
+    Ok(false)
+}
+
+/// The changes at exactly `revision` (one transaction's worth): compact their keys, then drop
+/// the rows whose version did not survive (tombstones).
+fn finish_at_revision(tables: &mut WriteTables<'_>, revision: i64) -> MvccResult<()> {
+    let from = codec::encode_revision(RevisionId {
+        main: revision,
+        sub: 0,
+    });
     let through = codec::encode_revision(RevisionId {
         main: revision,
         sub: i64::MAX,
     });
-    let mut keys = BTreeSet::new();
-    for row in writer
-        .tables
+    let mut at_revision: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    for row in tables
         .changes
-        .range::<&[u8]>(..=through.as_slice())?
-    {
-        keys.insert(row?.1.value().to_vec());
-    }
-    for key in &keys {
-        compact_key(writer, key, revision)?;
-    }
-    // Rows below `revision` go. Rows at `revision` stay while their history row does, so a
-    // watch from exactly the compact revision still sees that revision's puts (as in etcd).
-    let at_revision = codec::encode_revision(RevisionId {
-        main: revision,
-        sub: 0,
-    });
-    writer
-        .tables
-        .changes
-        .retain_in::<&[u8], _>(..at_revision.as_slice(), |_, _| false)?;
-    let mut dropped = Vec::new();
-    for row in writer
-        .tables
-        .changes
-        .range::<&[u8]>(at_revision.as_slice()..=through.as_slice())?
+        .range::<&[u8]>(from.as_slice()..=through.as_slice())?
     {
         let (change, key) = row?;
-        let rev = codec::decode_revision(change.value())
+        at_revision.push((change.value().to_vec(), key.value().to_vec()));
+    }
+    let keys: BTreeSet<&[u8]> = at_revision.iter().map(|(_, key)| key.as_slice()).collect();
+    for key in keys {
+        compact_key(&mut tables.history, key, revision)?;
+    }
+    for (change, key) in &at_revision {
+        let rev = codec::decode_revision(change)
             .ok_or_else(|| MvccError::corrupt("changes", "undecodable key"))?;
-        let history_row = codec::history_key(key.value(), rev);
-        if writer.tables.history.get(history_row.as_slice())?.is_none() {
-            dropped.push(change.value().to_vec());
+        let history_row = codec::history_key(key, rev);
+        if tables.history.get(history_row.as_slice())?.is_none() {
+            tables.changes.remove(change.as_slice())?;
         }
     }
-    for change in dropped {
-        writer.tables.changes.remove(change.as_slice())?;
-    }
-    writer.set_compact_revision(revision)?;
     Ok(())
 }
 
 /// Removes the versions of `key` at or below `revision` except the latest, and that one too if
 /// it is a tombstone.
-fn compact_key(writer: &mut Writer<'_>, key: &[u8], revision: i64) -> OpResult<()> {
+fn compact_key(history: &mut BytesTable<'_>, key: &[u8], revision: i64) -> MvccResult<()> {
     let prefix = codec::history_prefix(key);
     let through = codec::history_key_from_prefix(
         &prefix,
@@ -96,11 +148,7 @@ fn compact_key(writer: &mut Writer<'_>, key: &[u8], revision: i64) -> OpResult<(
     );
     let mut doomed = Vec::new();
     let mut latest_is_tombstone = false;
-    for row in writer
-        .tables
-        .history
-        .range::<&[u8]>(prefix.as_slice()..=through.as_slice())?
-    {
+    for row in history.range::<&[u8]>(prefix.as_slice()..=through.as_slice())? {
         let (row_key, value) = row?;
         let record = codec::decode_history(value.value())
             .ok_or_else(|| MvccError::corrupt("history", "undecodable value"))?;
@@ -111,7 +159,7 @@ fn compact_key(writer: &mut Writer<'_>, key: &[u8], revision: i64) -> OpResult<(
         doomed.pop();
     }
     for row_key in doomed {
-        writer.tables.history.remove(row_key.as_slice())?;
+        history.remove(row_key.as_slice())?;
     }
     Ok(())
 }

@@ -32,15 +32,38 @@ pub(crate) fn hash_kv(
     revision: i64,
 ) -> Result<HashKv, KvError> {
     let hash_revision = revisions.resolve(revision)?;
+    let compact = revisions.compact;
     let mut hasher = crc32fast::Hasher::new();
+    // Below the compact revision only each key's surviving version counts (its latest, unless a
+    // tombstone), whether or not the physical removal has reached it yet (etcd's `keep` set).
+    let mut group: Vec<u8> = Vec::new();
+    let mut kept: Option<(Vec<u8>, Vec<u8>)> = None;
+    let flush = |hasher: &mut crc32fast::Hasher, kept: &mut Option<(Vec<u8>, Vec<u8>)>| {
+        if let Some((key, value)) = kept.take() {
+            let tombstone = codec::decode_history(&value).is_some_and(|r| r.tombstone);
+            if !tombstone {
+                feed_row(hasher, &key, &value);
+            }
+        }
+    };
     for row in tables.history.iter().map_err(MvccError::from)? {
         let (key, value) = row.map_err(MvccError::from)?;
-        let (_, at) = codec::split_history_key(key.value())
+        let (user_key, at) = codec::split_history_key(key.value())
             .ok_or_else(|| MvccError::corrupt("history", "undecodable key"))?;
+        if user_key != group.as_slice() {
+            flush(&mut hasher, &mut kept);
+            group = user_key.to_vec();
+        }
+        if at.main <= compact {
+            kept = Some((key.value().to_vec(), value.value().to_vec()));
+            continue;
+        }
+        flush(&mut hasher, &mut kept);
         if at.main <= hash_revision {
             feed_row(&mut hasher, key.value(), value.value());
         }
     }
+    flush(&mut hasher, &mut kept);
     Ok(HashKv {
         hash: hasher.finalize(),
         compact_revision: revisions.compact,

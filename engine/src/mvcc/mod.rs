@@ -223,6 +223,21 @@ impl MvccStore {
         Ok(outputs)
     }
 
+    /// Does one bounded step of the pending compaction's physical removal (at most `budget`
+    /// changes, in its own non-durable write transaction); returns whether work remains. Call
+    /// from a blocking thread, repeatedly, after a Compact is applied and at start.
+    pub fn compact_step(&self, budget: usize) -> MvccResult<bool> {
+        let db = self.db();
+        let mut txn = db.begin_write()?;
+        txn.set_durability(Durability::None)?;
+        let more = {
+            let mut tables = WriteTables::open(&txn)?;
+            compact::step(&mut tables, budget)?
+        };
+        txn.commit()?;
+        Ok(more)
+    }
+
     /// Makes every commit so far durable (an empty `Durability::Immediate` commit: redb
     /// persists the non-durable commits before it).
     pub fn sync(&self) -> MvccResult<()> {
@@ -452,7 +467,13 @@ fn read_events(
         let kv = source
             .version_exact(key, at)?
             .ok_or_else(|| MvccError::corrupt("history", "change without a version"))?;
-        let prev_kv = source.version_before(key, at)?;
+        // As etcd (a range at revision - 1), an event at or below the compact revision has no
+        // prev_kv: that read is compacted, whether or not the version is physically gone yet.
+        let prev_kv = if at.main <= revisions.compact {
+            None
+        } else {
+            source.version_before(key, at)?
+        };
         let kind = if kv.version == 0 {
             crate::kv::EventKind::Delete
         } else {

@@ -25,7 +25,8 @@
 //! - `changes` lists the changes in revision order; it drives [`super::MvccStore::events`] and
 //!   compaction, whose cost is therefore proportional to the changes it compacts.
 //! - `meta` rows: `current_revision` (i64), `compact_revision` (i64), `raft_state` (opaque bytes
-//!   from the raft layer), `alarms` (postcard `Vec<AlarmMember>`, sorted).
+//!   from the raft layer), `alarms` (postcard `Vec<AlarmMember>`, sorted), `compact_pending`
+//!   (i64, present while the physical removal of a compaction is unfinished).
 //!
 //! Worked example: `put a=1` at revision 2, `put a=2` at 3, `delete a` at 4, `put a=3` at 5:
 //!
@@ -73,6 +74,7 @@ pub(crate) const META_CURRENT_REVISION: &[u8] = b"current_revision";
 pub(crate) const META_COMPACT_REVISION: &[u8] = b"compact_revision";
 pub(crate) const META_RAFT_STATE: &[u8] = b"raft_state";
 pub(crate) const META_ALARMS: &[u8] = b"alarms";
+pub(crate) const META_COMPACT_PENDING: &[u8] = b"compact_pending";
 
 /// All tables opened for reading in one read transaction.
 pub(crate) struct ReadTables {

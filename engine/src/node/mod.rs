@@ -99,6 +99,8 @@ struct NodeInner {
     proposals_pending: AtomicI64,
     proposals_failed: AtomicU64,
     counters: Arc<observer::ApplyCounters>,
+    /// The compact revision whose physical removal is finished.
+    compacted: watch::Sender<i64>,
     wal_stats: Arc<crate::wal::WalStats>,
     tasks: tasks::TaskSet,
     _lock: File,
@@ -216,7 +218,9 @@ impl Node {
             Arc::new(StoreEvents(store.clone())),
             WatchOptions::default(),
         );
+        let compaction_wakeup = Arc::new(tokio::sync::Notify::new());
         let node_observer = observer::NodeObserver {
+            compactions: Arc::clone(&compaction_wakeup),
             hub: Arc::clone(&hub),
             lessor: Arc::clone(&lessor),
             counters: Arc::clone(&counters),
@@ -276,6 +280,7 @@ impl Node {
             proposals_pending: AtomicI64::new(0),
             proposals_failed: AtomicU64::new(0),
             counters,
+            compacted: watch::Sender::new(0),
             wal_stats,
             tasks: tasks::TaskSet::default(),
             _lock: lock,
@@ -286,6 +291,10 @@ impl Node {
             .spawn(tasks::track_leader(node.clone(), leader_tx));
         node.inner.tasks.spawn(tasks::expire_leases(node.clone()));
         node.inner.tasks.push(read_index_task);
+        node.inner.tasks.spawn(tasks::compact_in_background(
+            node.clone(),
+            compaction_wakeup,
+        ));
         node.inner.tasks.push(crate::watch::spawn_background(
             hub,
             config.watch_progress_notify_interval,
@@ -421,9 +430,17 @@ impl Node {
         }
     }
 
-    /// Compacts history before `revision`; returns once compaction is applied (always physical).
-    pub async fn compact(&self, revision: i64) -> KvResult<ResponseHeader> {
+    /// Compacts history before `revision`. Returns once the compaction is applied; with
+    /// `physical`, once the old versions are also removed from the store (etcd's
+    /// `CompactionRequest.physical`). The removal itself runs in the background either way.
+    pub async fn compact(&self, revision: i64, physical: bool) -> KvResult<ResponseHeader> {
         let (_, header) = self.propose(Command::Compact { revision }).await?;
+        if physical {
+            let mut done = self.inner.compacted.subscribe();
+            done.wait_for(|through| *through >= revision)
+                .await
+                .map_err(|_| KvError::Stopping)?;
+        }
         Ok(header)
     }
 

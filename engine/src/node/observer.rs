@@ -16,6 +16,8 @@ pub(crate) struct ApplyCounters {
 }
 
 pub(crate) struct NodeObserver {
+    /// Woken when a Compact is applied: the background compactor has work.
+    pub(crate) compactions: Arc<tokio::sync::Notify>,
     pub(crate) hub: Arc<WatchHub>,
     pub(crate) lessor: Arc<Lessor>,
     pub(crate) counters: Arc<ApplyCounters>,
@@ -35,6 +37,7 @@ impl ApplyObserver for NodeObserver {
                     self.lessor.grant(*id, *ttl);
                 }
                 (Command::LeaseRevoke { id }, Ok(_)) => self.lessor.revoke(*id),
+                (Command::Compact { .. }, Ok(_)) => self.compactions.notify_one(),
                 _ => {}
             }
         }

@@ -128,3 +128,38 @@ pub(super) async fn expire_leases(node: Node) {
         }
     }
 }
+
+/// Changes removed per compaction step: each step is one small write transaction, so an apply
+/// waits at most one step.
+const COMPACTION_STEP: usize = 1000;
+
+/// Runs the physical removal of compactions in bounded steps on the blocking pool (at start,
+/// to finish one interrupted by a crash, and whenever a Compact is applied), and publishes the
+/// compact revision it has finished.
+pub(super) async fn compact_in_background(node: Node, wakeup: Arc<tokio::sync::Notify>) {
+    loop {
+        let store = node.inner.store.get();
+        let target = store.compact_revision();
+        loop {
+            let step_store = Arc::clone(&store);
+            match tokio::task::spawn_blocking(move || step_store.compact_step(COMPACTION_STEP))
+                .await
+            {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => {
+                    node.inner.compacted.send_replace(target);
+                    break;
+                }
+                Ok(Err(err)) => {
+                    tracing::error!(%err, "compaction step failed; retrying later");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(err) => {
+                    tracing::error!(%err, "compaction step panicked");
+                    return;
+                }
+            }
+        }
+        wakeup.notified().await;
+    }
+}

@@ -101,7 +101,12 @@ impl Kv for KvService {
         request: Request<pb::CompactionRequest>,
     ) -> Result<Response<pb::CompactionResponse>, Status> {
         let r = request.into_inner();
-        let header = self.ctx.node.compact(r.revision).await.map_err(kv_error)?;
+        let header = self
+            .ctx
+            .node
+            .compact(r.revision, r.physical)
+            .await
+            .map_err(kv_error)?;
         Ok(Response::new(pb::CompactionResponse {
             header: Some(convert::header(header)),
         }))

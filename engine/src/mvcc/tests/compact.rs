@@ -126,3 +126,50 @@ fn events_after_compaction() {
         Some(b("3"))
     );
 }
+
+#[test]
+fn pending_compaction_is_invisible_to_reads_hashes_and_events() {
+    let f = open();
+    for i in 0..20 {
+        f.put(&format!("k{}", i % 4), &format!("v{i}")); // 2..=21
+    }
+    f.delete("k0", ""); // 22
+    f.put("k1", "last"); // 23
+    assert!(
+        f.apply_only(Command::Compact { revision: 21 })
+            .result
+            .is_ok()
+    );
+    let before = (
+        f.keys_at("\0", "\0", 21),
+        f.keys_at("\0", "\0", 23),
+        f.store.hash_kv(0).expect("hash"),
+        f.store.events(21, 23, 100).expect("events"),
+    );
+    let (history_pending, _) = history_and_changes(&f);
+    assert!(
+        f.store.compact_step(2).expect("step"),
+        "more work after a small step"
+    );
+    let midway = (
+        f.keys_at("\0", "\0", 21),
+        f.keys_at("\0", "\0", 23),
+        f.store.hash_kv(0).expect("hash"),
+        f.store.events(21, 23, 100).expect("events"),
+    );
+    f.finish_compaction();
+    let after = (
+        f.keys_at("\0", "\0", 21),
+        f.keys_at("\0", "\0", 23),
+        f.store.hash_kv(0).expect("hash"),
+        f.store.events(21, 23, 100).expect("events"),
+    );
+    assert_eq!(before, midway);
+    assert_eq!(before, after);
+    let (history_done, _) = history_and_changes(&f);
+    assert!(
+        history_done < history_pending,
+        "{history_done} < {history_pending}"
+    );
+    assert!(!f.store.compact_step(100).expect("step"), "nothing left");
+}

@@ -66,6 +66,31 @@ impl Fixture {
             )
             .expect("apply");
         assert_eq!(outputs.len(), 1);
+        self.finish_compaction();
+        outputs.remove(0)
+    }
+
+    /// Runs the physical removal of a pending compaction to the end, in tiny steps.
+    pub fn finish_compaction(&self) {
+        while self.store.compact_step(1).expect("compact step") {}
+    }
+
+    /// Applies without running a pending compaction's physical removal.
+    pub fn apply_only(&self, command: Command) -> ApplyOutput {
+        let proposal = Proposal {
+            command,
+            time_unix_ms: 0,
+        };
+        let mut outputs = self
+            .store
+            .apply(
+                &[ApplyInput {
+                    proposal: Some(&proposal),
+                }],
+                b"raft",
+                false,
+            )
+            .expect("apply");
         outputs.remove(0)
     }
 

@@ -42,7 +42,7 @@ use crate::mvcc::{MvccOptions, MvccStore};
 use crate::raft::log_store::WalLogStore;
 use crate::raft::network::PeerNetwork;
 use crate::raft::state_machine::{MvccStateMachine, StoreCell};
-use crate::raft::types::{Applied, MemberNode, Raft};
+use crate::raft::types::{Applied, LogId, MemberNode, Raft};
 use crate::request::{
     AlarmAction, AlarmMember, Command, CommandResponse, DeleteRangeRequest, DeleteRangeResponse,
     Proposal, PutRequest, PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
@@ -175,6 +175,15 @@ impl Node {
             own.name.clone_from(&config.name);
             own.peer_urls.clone_from(&peer_urls);
             own.client_urls.clone_from(&config.advertise_client_urls);
+        }
+        if initial.len() > 1 {
+            // The peer network (raft::network) cannot reach other members yet: refuse rather
+            // than start a member that can never elect a leader.
+            return Err(NodeError::Config(format!(
+                "--initial-cluster names {} members, but this build serves a single member \
+                 (peer networking is not available yet)",
+                initial.len()
+            )));
         }
         let ids: Vec<u64> = initial.keys().copied().collect();
         let identity = identity::load_or_create(
@@ -731,11 +740,15 @@ impl Node {
         let store = self.inner.store.get();
         let leader = *self.inner.leader.borrow();
         let wal = &self.inner.wal_stats;
+        let raft_metrics = self.inner.raft.metrics().borrow_watched().clone();
         NodeMetrics {
             has_leader: leader.is_some(),
             is_leader: leader == Some(self.inner.member_id),
             leader_changes_seen: self.inner.leader_changes.load(Ordering::Relaxed),
-            proposals_committed: self.inner.counters.applied.load(Ordering::Relaxed),
+            proposals_committed: raft_metrics
+                .cluster_committed
+                .as_ref()
+                .map_or(0, LogId::index),
             proposals_applied: self.inner.counters.applied.load(Ordering::Relaxed),
             proposals_pending: self.inner.proposals_pending.load(Ordering::Relaxed),
             proposals_failed: self.inner.proposals_failed.load(Ordering::Relaxed),

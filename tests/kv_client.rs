@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::Cairn;
+use common::client::{Kv, expect, kv};
 use etcd_client::{
     AlarmAction, AlarmType, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType,
     GetOptions, KeyValue, LeaseGrantOptions, LeaseTimeToLiveOptions, PutOptions, SortOrder,
@@ -26,31 +27,6 @@ async fn connect(server: &Cairn) -> Client {
     Client::connect([server.endpoint()], Some(options))
         .await
         .expect("connect to cairn")
-}
-
-/// (key, value, `create_revision`, `mod_revision`, version, lease) of a key-value, for exact comparisons.
-type Kv = (String, String, i64, i64, i64, i64);
-
-fn kv(kv: &KeyValue) -> Kv {
-    (
-        String::from_utf8_lossy(kv.key()).into_owned(),
-        String::from_utf8_lossy(kv.value()).into_owned(),
-        kv.create_revision(),
-        kv.mod_revision(),
-        kv.version(),
-        kv.lease(),
-    )
-}
-
-fn expect(key: &str, value: &str, create: i64, modified: i64, version: i64, lease: i64) -> Kv {
-    (
-        key.to_owned(),
-        value.to_owned(),
-        create,
-        modified,
-        version,
-        lease,
-    )
 }
 
 fn keys(kvs: &[KeyValue]) -> Vec<String> {

@@ -1,6 +1,8 @@
 //! openraft errors as request answers.
 
-use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
+use std::fmt::Display;
+
+use openraft::errors::{ClientWriteError, ForwardToLeader, LinearizableReadError, RaftError};
 
 use crate::error::KvError;
 use crate::raft::types::TypeConfig;
@@ -8,34 +10,32 @@ use crate::raft::types::TypeConfig;
 pub(crate) fn from_write_error(
     err: &RaftError<TypeConfig, ClientWriteError<TypeConfig>>,
 ) -> KvError {
-    match err {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
-            if forward.leader_id.is_some() {
-                KvError::NotLeader
-            } else {
-                KvError::NoLeader
-            }
-        }
-        RaftError::APIError(other) => KvError::Internal(other.to_string()),
-        RaftError::Fatal(fatal) => {
-            tracing::error!(%fatal, "raft stopped");
-            KvError::Stopping
-        }
-    }
+    from_raft_error(err, |api| match api {
+        ClientWriteError::ForwardToLeader(forward) => Some(forward),
+        _ => None,
+    })
 }
 
 pub(crate) fn from_read_error(
     err: &RaftError<TypeConfig, LinearizableReadError<TypeConfig>>,
 ) -> KvError {
+    from_raft_error(err, |api| match api {
+        LinearizableReadError::ForwardToLeader(forward) => Some(forward),
+        LinearizableReadError::QuorumNotEnough(_) => None,
+    })
+}
+
+/// "Not the leader" becomes etcd's not-leader / no-leader answer; a stopped raft, `Stopping`.
+fn from_raft_error<E: Display>(
+    err: &RaftError<TypeConfig, E>,
+    forward: impl Fn(&E) -> Option<&ForwardToLeader<TypeConfig>>,
+) -> KvError {
     match err {
-        RaftError::APIError(LinearizableReadError::ForwardToLeader(forward)) => {
-            if forward.leader_id.is_some() {
-                KvError::NotLeader
-            } else {
-                KvError::NoLeader
-            }
-        }
-        RaftError::APIError(other) => KvError::Internal(other.to_string()),
+        RaftError::APIError(api) => match forward(api) {
+            Some(forward) if forward.leader_id.is_some() => KvError::NotLeader,
+            Some(_) => KvError::NoLeader,
+            None => KvError::Internal(api.to_string()),
+        },
         RaftError::Fatal(fatal) => {
             tracing::error!(%fatal, "raft stopped");
             KvError::Stopping

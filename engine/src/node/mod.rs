@@ -138,74 +138,7 @@ impl Node {
     /// Opens (or creates) the data dir, recovers state and starts raft. Returns once this member
     /// is serving; a single member waits until it has elected itself.
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
-        let data_dir = config.data_dir.clone();
-        let member_dir = data_dir.join("member");
-        std::fs::create_dir_all(&member_dir).map_err(io_error(&member_dir))?;
-        let lock = lock_data_dir(&data_dir)?;
-
-        let token = config.initial_cluster_token.clone();
-        let peer_urls = if config.advertise_peer_urls.is_empty() {
-            vec!["http://localhost:2380".to_string()]
-        } else {
-            config.advertise_peer_urls.clone()
-        };
-        let own_id = identity::member_id(&peer_urls, &token);
-        let mut initial: BTreeMap<u64, MemberNode> = BTreeMap::new();
-        for (name, url) in &config.initial_cluster {
-            let urls: Vec<String> = url.split(',').map(str::to_string).collect();
-            let id = identity::member_id(&urls, &token);
-            initial.insert(
-                id,
-                MemberNode {
-                    name: name.clone(),
-                    peer_urls: urls,
-                    client_urls: vec![],
-                },
-            );
-        }
-        if initial.is_empty() || !initial.contains_key(&own_id) {
-            if !initial.is_empty() {
-                return Err(NodeError::Config(format!(
-                    "--initial-cluster has no entry for this member's peer URLs {peer_urls:?}"
-                )));
-            }
-            initial.insert(own_id, MemberNode::default());
-        }
-        if let Some(own) = initial.get_mut(&own_id) {
-            own.name.clone_from(&config.name);
-            own.peer_urls.clone_from(&peer_urls);
-            own.client_urls.clone_from(&config.advertise_client_urls);
-        }
-        if initial.len() > 1 {
-            // The peer network (raft::network) cannot reach other members yet: refuse rather
-            // than start a member that can never elect a leader.
-            return Err(NodeError::Config(format!(
-                "--initial-cluster names {} members, but this build serves a single member \
-                 (peer networking is not available yet)",
-                initial.len()
-            )));
-        }
-        let ids: Vec<u64> = initial.keys().copied().collect();
-        let identity = identity::load_or_create(
-            &member_dir.join("identity"),
-            identity::Identity {
-                name: config.name.clone(),
-                member_id: own_id,
-                cluster_id: identity::cluster_id(&ids),
-                cluster_token: token,
-            },
-        )?;
-        let member_id = identity.member_id;
-
-        let quota = if config.quota_backend_bytes == 0 {
-            DEFAULT_QUOTA_BYTES
-        } else {
-            config.quota_backend_bytes
-        };
-        let mvcc_options = MvccOptions {
-            quota_bytes: quota,
-            member_id,
-        };
+        let (own_id, initial) = initial_membership(&config)?;
         let election_ms = config.election_timeout.as_millis().max(1) as u64;
         // etcd: the minimum lease TTL is 1.5 election timeouts, rounded up to whole seconds.
         let min_ttl = (election_ms * 3 / 2).div_ceil(1000).max(1) as i64;
@@ -215,13 +148,23 @@ impl Node {
         // The hub needs the store and the state machine needs the hub: open the store through
         // the state machine first, with an observer that forwards to the hub once it exists.
         let forward = Arc::new(tasks::LateObserver::default());
-        let sm = MvccStateMachine::open(
-            &member_dir.join("mvcc.redb"),
-            mvcc_options,
-            &member_dir.join("snap"),
-            Arc::clone(&forward) as Arc<dyn crate::raft::state_machine::ApplyObserver>,
-        )
-        .map_err(NodeError::StateMachine)?;
+        let storage = {
+            let config = config.clone();
+            let ids: Vec<u64> = initial.keys().copied().collect();
+            let observer =
+                Arc::clone(&forward) as Arc<dyn crate::raft::state_machine::ApplyObserver>;
+            tokio::task::spawn_blocking(move || open_storage(&config, own_id, &ids, observer))
+                .await
+                .map_err(|e| NodeError::Raft(e.to_string()))??
+        };
+        let Storage {
+            lock,
+            identity,
+            sm,
+            log_store,
+            leases,
+        } = storage;
+        let member_id = identity.member_id;
         let store = sm.store();
         let hub = WatchHub::new(
             Arc::new(StoreEvents(store.clone())),
@@ -235,17 +178,10 @@ impl Node {
             counters: Arc::clone(&counters),
         };
         // Leases survive restart; their TTLs restart when this member becomes leader.
-        let leases = store
-            .get()
-            .leases()
-            .map_err(|e| NodeError::StateMachine(std::io::Error::other(e)))?;
         for (id, ttl) in leases {
             lessor.grant(id, ttl);
         }
         forward.set(Arc::new(node_observer));
-
-        let wal_dir = member_dir.join("wal");
-        let log_store = WalLogStore::open(&wal_dir, WalOptions::default())?;
         let wal_stats = log_store.wal_stats();
 
         let raft_config = openraft::Config {
@@ -768,6 +704,109 @@ impl Node {
     pub fn data_dir(&self) -> PathBuf {
         self.inner.config.data_dir.clone()
     }
+}
+
+/// The initial members named by the configuration (`--initial-cluster`, or this member alone)
+/// and this member's id among them.
+fn initial_membership(config: &NodeConfig) -> Result<(u64, BTreeMap<u64, MemberNode>), NodeError> {
+    let token = &config.initial_cluster_token;
+    let peer_urls = if config.advertise_peer_urls.is_empty() {
+        vec!["http://localhost:2380".to_string()]
+    } else {
+        config.advertise_peer_urls.clone()
+    };
+    let own_id = identity::member_id(&peer_urls, token);
+    let mut initial: BTreeMap<u64, MemberNode> = BTreeMap::new();
+    for (name, url) in &config.initial_cluster {
+        let urls: Vec<String> = url.split(',').map(str::to_string).collect();
+        let id = identity::member_id(&urls, token);
+        initial.insert(
+            id,
+            MemberNode {
+                name: name.clone(),
+                peer_urls: urls,
+                client_urls: vec![],
+            },
+        );
+    }
+    if !initial.is_empty() && !initial.contains_key(&own_id) {
+        return Err(NodeError::Config(format!(
+            "--initial-cluster has no entry for this member's peer URLs {peer_urls:?}"
+        )));
+    }
+    let own = initial.entry(own_id).or_default();
+    own.name.clone_from(&config.name);
+    own.peer_urls = peer_urls;
+    own.client_urls.clone_from(&config.advertise_client_urls);
+    if initial.len() > 1 {
+        // The peer network (raft::network) cannot reach other members yet: refuse rather
+        // than start a member that can never elect a leader.
+        return Err(NodeError::Config(format!(
+            "--initial-cluster names {} members, but this build serves a single member \
+             (peer networking is not available yet)",
+            initial.len()
+        )));
+    }
+    Ok((own_id, initial))
+}
+
+/// What [`open_storage`] opened.
+struct Storage {
+    lock: File,
+    identity: identity::Identity,
+    sm: MvccStateMachine,
+    log_store: WalLogStore,
+    leases: Vec<(i64, i64)>,
+}
+
+/// Locks the data dir and opens everything on disk: identity, state machine, WAL. Blocking.
+fn open_storage(
+    config: &NodeConfig,
+    own_id: u64,
+    member_ids: &[u64],
+    observer: Arc<dyn crate::raft::state_machine::ApplyObserver>,
+) -> Result<Storage, NodeError> {
+    let member_dir = config.data_dir.join("member");
+    std::fs::create_dir_all(&member_dir).map_err(io_error(&member_dir))?;
+    let lock = lock_data_dir(&config.data_dir)?;
+    let identity = identity::load_or_create(
+        &member_dir.join("identity"),
+        identity::Identity {
+            name: config.name.clone(),
+            member_id: own_id,
+            cluster_id: identity::cluster_id(member_ids),
+            cluster_token: config.initial_cluster_token.clone(),
+        },
+    )?;
+    let quota_bytes = if config.quota_backend_bytes == 0 {
+        DEFAULT_QUOTA_BYTES
+    } else {
+        config.quota_backend_bytes
+    };
+    let options = MvccOptions {
+        quota_bytes,
+        member_id: identity.member_id,
+    };
+    let sm = MvccStateMachine::open(
+        &member_dir.join("mvcc.redb"),
+        options,
+        &member_dir.join("snap"),
+        observer,
+    )
+    .map_err(NodeError::StateMachine)?;
+    let leases = sm
+        .store()
+        .get()
+        .leases()
+        .map_err(|e| NodeError::StateMachine(std::io::Error::other(e)))?;
+    let log_store = WalLogStore::open(&member_dir.join("wal"), WalOptions::default())?;
+    Ok(Storage {
+        lock,
+        identity,
+        sm,
+        log_store,
+        leases,
+    })
 }
 
 /// Creates `data_dir` from a snapshot file (as streamed by Maintenance.Snapshot): the key-value

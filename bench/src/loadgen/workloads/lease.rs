@@ -1,6 +1,8 @@
 //! `lease-keepalive`: each client grants a lease, then sends keep-alives for it on its own
 //! `LeaseKeepAlive` stream, one at a time, each request answered before the next.
 
+use std::time::Duration;
+
 use anyhow::Context;
 use cairn_kvapi::pb::etcdserverpb::lease_client::LeaseClient;
 use cairn_kvapi::pb::etcdserverpb::{
@@ -14,6 +16,8 @@ use crate::loadgen::cli::LeaseArgs;
 use crate::loadgen::connect;
 use crate::loadgen::report::Report;
 use crate::loadgen::runner::{CallFuture, Client};
+
+const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct KeepAliveClient {
     id: i64,
@@ -57,12 +61,29 @@ pub async fn run(args: &LeaseArgs) -> anyhow::Result<Report> {
             .await
             .context("granting a lease failed")?
             .into_inner();
+        // The first keep-alive is queued before the call starts: a grpc-go server (etcd) sends
+        // the response headers, which `lease_keep_alive()` waits for, only with its first
+        // message. Its answer is part of the setup, not measured.
         let (requests, rx) = mpsc::channel(1);
-        let responses = lease
-            .lease_keep_alive(ReceiverStream::new(rx))
+        requests
+            .send(LeaseKeepAliveRequest { id: granted.id })
             .await
-            .context("opening a keep-alive stream failed")?
-            .into_inner();
+            .context("the keep-alive channel closed")?;
+        let open = async {
+            let mut responses = lease
+                .lease_keep_alive(ReceiverStream::new(rx))
+                .await
+                .context("opening a keep-alive stream failed")?
+                .into_inner();
+            responses
+                .message()
+                .await?
+                .context("the keep-alive stream ended at once")?;
+            anyhow::Ok(responses)
+        };
+        let responses = tokio::time::timeout(SETUP_TIMEOUT, open)
+            .await
+            .context("opening a keep-alive stream timed out")??;
         leases.push((lease, granted.id));
         clients.push(Box::new(KeepAliveClient {
             id: granted.id,

@@ -102,12 +102,9 @@ async fn open_stream(
     received: Arc<AtomicU64>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<OpenStream> {
+    // The create requests are queued before the call starts: a grpc-go server (etcd) sends
+    // the response headers, which `watch()` waits for, only with its first message.
     let (requests, rx) = mpsc::channel(watched.len().max(1));
-    let mut responses = WatchClient::new(channel)
-        .watch(ReceiverStream::new(rx))
-        .await
-        .context("opening a watch stream failed")?
-        .into_inner();
     let wanted = watched.len();
     for key in watched {
         let create = WatchCreateRequest {
@@ -122,8 +119,13 @@ async fn open_stream(
             .await
             .context("the watch stream closed")?;
     }
-    let mut created = 0;
-    tokio::time::timeout(CREATE_TIMEOUT, async {
+    let responses = tokio::time::timeout(CREATE_TIMEOUT, async {
+        let mut responses = WatchClient::new(channel)
+            .watch(ReceiverStream::new(rx))
+            .await
+            .context("opening a watch stream failed")?
+            .into_inner();
+        let mut created = 0;
         while created < wanted {
             let Some(response) = responses.message().await? else {
                 bail!("the watch stream ended while creating watchers");
@@ -135,7 +137,7 @@ async fn open_stream(
                 created += 1;
             }
         }
-        Ok(())
+        Ok(responses)
     })
     .await
     .context("creating watchers timed out")??;

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::kv::Event;
 use crate::lease::Lessor;
 use crate::mvcc::{ApplyOutput, MvccStore};
 use crate::raft::state_machine::ApplyObserver;
@@ -24,22 +25,19 @@ pub(crate) struct NodeObserver {
 }
 
 impl ApplyObserver for NodeObserver {
-    fn applied(&self, batch: &[(Option<&Proposal>, &ApplyOutput)]) {
-        for (proposal, output) in batch {
-            let Some(proposal) = proposal else { continue };
-            self.counters.applied.fetch_add(1, Ordering::Relaxed);
-            if !output.events.is_empty() {
-                self.hub
-                    .publish(output.revision, Arc::from(output.events.clone()));
+    fn applied(&self, proposal: Option<&Proposal>, output: &ApplyOutput, events: Vec<Event>) {
+        let Some(proposal) = proposal else { return };
+        self.counters.applied.fetch_add(1, Ordering::Relaxed);
+        if !events.is_empty() {
+            self.hub.publish(output.revision, Arc::from(events));
+        }
+        match (&proposal.command, &output.result) {
+            (Command::LeaseGrant { .. }, Ok(CommandResponse::LeaseGrant { id, ttl })) => {
+                self.lessor.grant(*id, *ttl);
             }
-            match (&proposal.command, &output.result) {
-                (Command::LeaseGrant { .. }, Ok(CommandResponse::LeaseGrant { id, ttl })) => {
-                    self.lessor.grant(*id, *ttl);
-                }
-                (Command::LeaseRevoke { id }, Ok(_)) => self.lessor.revoke(*id),
-                (Command::Compact { .. }, Ok(_)) => self.compactions.notify_one(),
-                _ => {}
-            }
+            (Command::LeaseRevoke { id }, Ok(_)) => self.lessor.revoke(*id),
+            (Command::Compact { .. }, Ok(_)) => self.compactions.notify_one(),
+            _ => {}
         }
     }
 

@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use super::Node;
 use crate::error::KvError;
+use crate::kv::Event;
 use crate::mvcc::{ApplyOutput, MvccStore};
 use crate::raft::state_machine::ApplyObserver;
 use crate::request::Proposal;
@@ -60,9 +61,9 @@ impl LateObserver {
 }
 
 impl ApplyObserver for LateObserver {
-    fn applied(&self, batch: &[(Option<&Proposal>, &ApplyOutput)]) {
+    fn applied(&self, proposal: Option<&Proposal>, output: &ApplyOutput, events: Vec<Event>) {
         if let Some(target) = self.target.get() {
-            target.applied(batch);
+            target.applied(proposal, output, events);
         }
     }
 

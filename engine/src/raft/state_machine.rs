@@ -28,15 +28,17 @@ use openraft::EntryPayload;
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use serde::{Deserialize, Serialize};
 
+use crate::kv::Event;
 use crate::mvcc::{ApplyInput, ApplyOutput, MvccOptions, MvccStore};
 use crate::raft::types::{Applied, LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::request::Proposal;
 
 /// Where applied results go besides the proposer: the watch hub, the lessor, metrics.
 pub trait ApplyObserver: Send + Sync + 'static {
-    /// Called after each applied batch is committed: every entry's proposal (None for raft's own
-    /// entries) with its output, in log order.
-    fn applied(&self, batch: &[(Option<&Proposal>, &ApplyOutput)]);
+    /// Called for each entry of a batch, in log order, once the batch is committed and before
+    /// its proposer is answered: the entry's proposal (None for raft's own entries), its output
+    /// (whose `events` are handed over separately, by value).
+    fn applied(&self, proposal: Option<&Proposal>, output: &ApplyOutput, events: Vec<Event>);
     /// Called after a snapshot replaced the whole state.
     fn restored(&self, store: &MvccStore);
 }
@@ -200,17 +202,15 @@ impl RaftStateMachine<TypeConfig> for MvccStateMachine {
         if durable {
             self.last_checkpoint = Instant::now();
         }
-        let observed: Vec<(Option<&Proposal>, &ApplyOutput)> = entries
-            .iter()
-            .map(|entry| match &entry.payload {
+        for ((entry, mut output), responder) in entries.iter().zip(outputs).zip(responders) {
+            let proposal = match &entry.payload {
                 EntryPayload::Normal(proposal) => Some(proposal),
                 EntryPayload::Blank | EntryPayload::Membership(_) => None,
-            })
-            .zip(&outputs)
-            .collect();
-        self.observer.applied(&observed);
-        drop(observed);
-        for (output, responder) in outputs.into_iter().zip(responders) {
+            };
+            // The events move to the observer (the watch hub), the answer to the proposer:
+            // nothing is copied.
+            let events = std::mem::take(&mut output.events);
+            self.observer.applied(proposal, &output, events);
             if let Some(responder) = responder {
                 responder.send(Applied {
                     revision: output.revision,

@@ -217,6 +217,11 @@ async fn serve(flags: ServerFlags) -> anyhow::Result<()> {
         max_request_bytes: flags.max_request_bytes,
         max_txn_ops: flags.max_txn_ops,
         progress_notify_interval: flags.watch_progress_notify_interval,
+        quota_backend_bytes: if flags.quota_backend_bytes == 0 {
+            cairn_engine::node::DEFAULT_QUOTA_BYTES
+        } else {
+            flags.quota_backend_bytes
+        },
         ..cairn_kvapi::ApiConfig::default()
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

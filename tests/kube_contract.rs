@@ -9,10 +9,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::Cairn;
-use common::client::{Kv, expect, kv};
+use common::client::{Kv, expect, kv, next};
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, GetResponse, PutOptions,
-    Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions, WatchResponse, WatchStream,
+    Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions, WatchStream,
 };
 
 /// Every wait in this file is bounded by this.
@@ -159,14 +159,6 @@ async fn list_page(
         .with_limit(limit)
         .with_revision(rev);
     client.get(start, Some(options)).await.expect("list page")
-}
-
-async fn next(stream: &mut WatchStream) -> WatchResponse {
-    tokio::time::timeout(WAIT, stream.message())
-        .await
-        .expect("a watch response within the wait bound")
-        .expect("watch stream error")
-        .expect("watch stream ended")
 }
 
 /// kube-apiserver's watch: a prefix from a start revision with `prev_kv` and progress notifications.

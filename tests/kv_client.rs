@@ -9,12 +9,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::Cairn;
-use common::client::{Kv, expect, kv};
+use common::client::{Kv, expect, kv, next};
 use etcd_client::{
     AlarmAction, AlarmType, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType,
     GetOptions, KeyValue, LeaseGrantOptions, LeaseTimeToLiveOptions, PutOptions, SortOrder,
-    SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchFilterType, WatchOptions,
-    WatchResponse, WatchStream,
+    SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchFilterType, WatchOptions, WatchStream,
 };
 
 /// Every wait in this file is bounded by this.
@@ -42,15 +41,6 @@ fn status_of(err: &etcd_client::Error) -> (String, String) {
         }
         other => panic!("expected a gRPC status, got {other:?}"),
     }
-}
-
-/// The next message on a watch stream (bounded wait).
-async fn next(stream: &mut WatchStream) -> WatchResponse {
-    tokio::time::timeout(WAIT, stream.message())
-        .await
-        .expect("a watch response within the wait bound")
-        .expect("watch stream error")
-        .expect("watch stream ended")
 }
 
 /// Opens a watch on a new stream and returns it with its watch id, after checking the created response.

@@ -1,6 +1,11 @@
 //! Helpers for tests that talk to Cairn through the `etcd-client` crate.
 
-use etcd_client::KeyValue;
+use std::time::Duration;
+
+use etcd_client::{KeyValue, WatchResponse, WatchStream};
+
+/// The bound on waiting for one watch message.
+pub const WATCH_WAIT: Duration = Duration::from_secs(15);
 
 /// (key, value, `create_revision`, `mod_revision`, version, lease) of a key-value, for exact
 /// comparisons.
@@ -27,4 +32,13 @@ pub fn expect(key: &str, value: &str, create: i64, modified: i64, version: i64, 
         version,
         lease,
     )
+}
+
+/// The next message on a watch stream (bounded wait).
+pub async fn next(stream: &mut WatchStream) -> WatchResponse {
+    tokio::time::timeout(WATCH_WAIT, stream.message())
+        .await
+        .expect("a watch response within the wait bound")
+        .expect("watch stream error")
+        .expect("watch stream ended")
 }

@@ -137,10 +137,6 @@ impl MvccStateMachine {
         Ok(())
     }
 
-    fn snapshot_path(&self, meta: &SnapshotMeta) -> PathBuf {
-        snapshot_path(&self.snapshot_dir, meta)
-    }
-
     fn meta_path(&self) -> PathBuf {
         self.snapshot_dir.join("current.meta")
     }
@@ -280,16 +276,21 @@ impl RaftStateMachine<TypeConfig> for MvccStateMachine {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
         let meta_path = self.meta_path();
-        let meta: SnapshotMeta = match std::fs::read(&meta_path) {
-            Ok(bytes) => postcard::from_bytes(&bytes).map_err(io::Error::other)?,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(err) => return Err(err),
-        };
-        let file = File::open(self.snapshot_path(&meta))?;
-        Ok(Some(Snapshot {
-            meta,
-            snapshot: file,
-        }))
+        let dir = self.snapshot_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let meta: SnapshotMeta = match std::fs::read(&meta_path) {
+                Ok(bytes) => postcard::from_bytes(&bytes).map_err(io::Error::other)?,
+                Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(err) => return Err(err),
+            };
+            let file = File::open(snapshot_path(&dir, &meta))?;
+            Ok(Some(Snapshot {
+                meta,
+                snapshot: file,
+            }))
+        })
+        .await
+        .map_err(io::Error::other)?
     }
 }
 

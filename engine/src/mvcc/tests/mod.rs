@@ -50,24 +50,11 @@ impl Fixture {
         Fixture { dir, store }
     }
 
+    /// Applies one command, then runs any pending compaction's physical removal to the end.
     pub fn apply(&self, command: Command) -> ApplyOutput {
-        let proposal = Proposal {
-            command,
-            time_unix_ms: 0,
-        };
-        let mut outputs = self
-            .store
-            .apply(
-                &[ApplyInput {
-                    proposal: Some(&proposal),
-                }],
-                b"raft",
-                false,
-            )
-            .expect("apply");
-        assert_eq!(outputs.len(), 1);
+        let output = self.apply_only(command);
         self.finish_compaction();
-        outputs.remove(0)
+        output
     }
 
     /// Runs the physical removal of a pending compaction to the end, in tiny steps.
@@ -91,6 +78,7 @@ impl Fixture {
                 false,
             )
             .expect("apply");
+        assert_eq!(outputs.len(), 1);
         outputs.remove(0)
     }
 

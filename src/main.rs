@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -191,6 +192,14 @@ async fn serve(flags: ServerFlags) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen for clients on {addr}"))?;
         listeners.push(listener);
     }
+    let mut peer_listeners = Vec::new();
+    for url in &flags.listen_peer_urls {
+        let addr = socket_addr(url)?;
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("cannot listen for peers on {addr}"))?;
+        peer_listeners.push(listener);
+    }
     let config = NodeConfig {
         name: flags.name.clone(),
         data_dir: flags.data_dir.clone(),
@@ -210,7 +219,8 @@ async fn serve(flags: ServerFlags) -> anyhow::Result<()> {
         snapshot_count: flags.snapshot_count,
         watch_progress_notify_interval: flags.watch_progress_notify_interval,
     };
-    let node = Node::start(config)
+    let transport = Arc::new(cairn_kvapi::peer::GrpcTransport::new());
+    let node = Node::start(config, transport)
         .await
         .with_context(|| format!("cannot start member {:?}", flags.name))?;
     let api = cairn_kvapi::ApiConfig {
@@ -226,6 +236,20 @@ async fn serve(flags: ServerFlags) -> anyhow::Result<()> {
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
+    let mut peer_servers = tokio::task::JoinSet::new();
+    for listener in peer_listeners {
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "serving peers");
+        let mut stop = stop_rx.clone();
+        let stopped = async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        };
+        peer_servers.spawn(cairn_kvapi::peer::serve_peers(
+            node.peer_service(),
+            listener,
+            stopped,
+        ));
+    }
     for listener in listeners {
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "serving etcd v3 gRPC and HTTP");
@@ -245,9 +269,15 @@ async fn serve(flags: ServerFlags) -> anyhow::Result<()> {
         Some(result) = servers.join_next() => {
             result.context("client server task")?.context("client server")?;
         }
+        Some(result) = peer_servers.join_next() => {
+            result.context("peer server task")?.context("peer server")?;
+        }
     }
     stop_tx.send_replace(true);
-    let drain = async { while servers.join_next().await.is_some() {} };
+    let drain = async {
+        while servers.join_next().await.is_some() {}
+        while peer_servers.join_next().await.is_some() {}
+    };
     if tokio::time::timeout(Duration::from_secs(5), drain)
         .await
         .is_err()

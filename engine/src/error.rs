@@ -38,6 +38,18 @@ pub enum KvError {
     BadLeaderTransferee,
     #[error("member not found")]
     MemberNotFound,
+    #[error("peer URLs already exist")]
+    PeerUrlExists,
+    /// etcd's strict reconfiguration check: the change would leave the cluster without a quorum
+    /// of started members (or another change is still in progress).
+    #[error("re-configuration failed due to not enough started members")]
+    NotEnoughStarted,
+    #[error("can only promote a learner member")]
+    MemberNotLearner,
+    #[error("can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    #[error("too many learner members in cluster")]
+    TooManyLearners,
     #[error("not supported by a single member: {0}")]
     Unsupported(String),
     /// The node hit a storage or consensus failure while serving the request.

@@ -23,6 +23,7 @@ mod leader;
 pub mod metrics;
 mod oversize;
 pub mod pb;
+pub mod peer;
 mod service;
 pub mod status;
 pub mod validate;

@@ -17,3 +17,9 @@ pub mod authpb {
 pub mod etcdserverpb {
     tonic::include_proto!("etcdserverpb");
 }
+
+/// Cairn's member-to-member protocol (`proto/cairnpeer/peer.proto`).
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod cairnpeer {
+    tonic::include_proto!("cairnpeer.v1");
+}

@@ -48,6 +48,10 @@ pub enum EtcdError {
     MemberNotFound,
     #[error("etcdserver: can only promote a learner member")]
     MemberNotLearner,
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    #[error("etcdserver: too many learner members in cluster")]
+    TooManyLearners,
     #[error("etcdserver: request is too large")]
     RequestTooLarge,
     #[error("etcdserver: root user does not exist")]
@@ -110,6 +114,8 @@ impl EtcdError {
             | E::PeerUrlExist
             | E::MemberNotEnoughStarted
             | E::MemberNotLearner
+            | E::LearnerNotReady
+            | E::TooManyLearners
             | E::RootUserNotExist
             | E::UserNotFound
             | E::RoleNotFound
@@ -150,6 +156,11 @@ pub fn kv_error(err: KvError) -> Status {
         KvError::Stopping => EtcdError::Stopped.into(),
         KvError::BadLeaderTransferee => EtcdError::BadLeaderTransferee.into(),
         KvError::MemberNotFound => EtcdError::MemberNotFound.into(),
+        KvError::PeerUrlExists => EtcdError::PeerUrlExist.into(),
+        KvError::NotEnoughStarted => EtcdError::MemberNotEnoughStarted.into(),
+        KvError::MemberNotLearner => EtcdError::MemberNotLearner.into(),
+        KvError::LearnerNotReady => EtcdError::LearnerNotReady.into(),
+        KvError::TooManyLearners => EtcdError::TooManyLearners.into(),
         KvError::Unsupported(what) => {
             tracing::debug!(%what, "request not supported by this member");
             EtcdError::NotCapable.into()

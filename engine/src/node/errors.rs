@@ -7,13 +7,22 @@ use openraft::errors::{ClientWriteError, ForwardToLeader, LinearizableReadError,
 use crate::error::KvError;
 use crate::raft::types::TypeConfig;
 
+/// A refused write (not leader: nothing was appended) can be retried; a discarded one (appended,
+/// then overwritten by a new leader, outcome unknown) is etcd's "leader changed".
 pub(crate) fn from_write_error(
     err: &RaftError<TypeConfig, ClientWriteError<TypeConfig>>,
 ) -> KvError {
-    from_raft_error(err, |api| match api {
-        ClientWriteError::ForwardToLeader(forward) => Some(forward),
-        _ => None,
-    })
+    match err {
+        RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => KvError::LeaderChanged,
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(change)) => {
+            tracing::info!(%change, "membership change refused");
+            KvError::NotEnoughStarted
+        }
+        _ => from_raft_error(err, |api| match api {
+            ClientWriteError::ForwardToLeader(forward) => Some(forward),
+            _ => None,
+        }),
+    }
 }
 
 pub(crate) fn from_read_error(

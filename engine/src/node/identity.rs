@@ -27,6 +27,11 @@ pub enum IdentityError {
         path: String,
         source: postcard::Error,
     },
+    #[error(
+        "the data dir belongs to cluster token {stored:?}, but --initial-cluster-token is \
+         {configured:?}; use the token the cluster was created with, or an empty --data-dir"
+    )]
+    TokenMismatch { stored: String, configured: String },
 }
 
 fn hash_u64(parts: &[&[u8]]) -> u64 {
@@ -67,10 +72,13 @@ pub fn load_or_create(path: &Path, fresh: Identity) -> Result<Identity, Identity
                     path: display,
                     source,
                 })?;
-            // As etcd, the --initial-* flags only matter when the data dir is created.
+            // The other --initial-* flags only matter when the data dir is created (as in etcd),
+            // but a different token means the command line is meant for another cluster.
             if stored.cluster_token != fresh.cluster_token {
-                tracing::warn!(stored = %stored.cluster_token, configured = %fresh.cluster_token,
-                    "--initial-cluster-token ignored: the data dir already belongs to a cluster");
+                return Err(IdentityError::TokenMismatch {
+                    stored: stored.cluster_token,
+                    configured: fresh.cluster_token,
+                });
             }
             if stored.name != fresh.name {
                 tracing::warn!(stored = %stored.name, configured = %fresh.name,
@@ -139,6 +147,9 @@ mod tests {
             cluster_token: "x".into(),
             ..first.clone()
         };
-        assert_eq!(load_or_create(&path, other).unwrap(), first);
+        assert!(matches!(
+            load_or_create(&path, other),
+            Err(IdentityError::TokenMismatch { .. })
+        ));
     }
 }

@@ -12,9 +12,12 @@
 //! a multi-member cluster. Storage (redb) calls run on the blocking pool, never on async workers.
 
 mod api_types;
+mod bootstrap;
 mod errors;
 mod identity;
+mod leader;
 mod observer;
+mod peer;
 mod read_index;
 mod tasks;
 
@@ -35,6 +38,7 @@ pub use api_types::{
     ResponseHeader,
 };
 pub use identity::IdentityError;
+pub use peer::{PeerError, PeerService, SnapshotReceiver};
 
 use crate::error::{KvError, KvResult};
 use crate::lease::{Lessor, MAX_LEASE_TTL, SystemClock};
@@ -42,13 +46,15 @@ use crate::mvcc::{MvccOptions, MvccStore};
 use crate::raft::log_store::WalLogStore;
 use crate::raft::network::PeerNetwork;
 use crate::raft::state_machine::{MvccStateMachine, StoreCell};
-use crate::raft::types::{Applied, LogId, MemberNode, Raft};
+use crate::raft::transport::PeerTransport;
+use crate::raft::types::{LogId, MemberNode, Raft};
 use crate::request::{
     AlarmAction, AlarmMember, Command, CommandResponse, DeleteRangeRequest, DeleteRangeResponse,
-    Proposal, PutRequest, PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+    PutRequest, PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
 use crate::wal::WalOptions;
 use crate::watch::{EventSource, WatchHub, WatchOptions};
+use leader::{LeaderRequest, LeaderResponse};
 
 /// etcd's default backend quota: 2 GiB.
 pub const DEFAULT_QUOTA_BYTES: u64 = 2 * 1024 * 1024 * 1024;
@@ -76,6 +82,9 @@ pub enum NodeError {
     Raft(String),
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The flags or the data dir belong to another cluster than the peers'.
+    #[error("cluster mismatch: {0}")]
+    ClusterMismatch(String),
 }
 
 /// A running member. Cheap to clone.
@@ -88,7 +97,10 @@ struct NodeInner {
     config: NodeConfig,
     member_id: u64,
     cluster_id: u64,
+    /// This member's name as stored in its data dir.
+    name: String,
     raft: Raft,
+    transport: Arc<dyn PeerTransport>,
     store: StoreCell,
     hub: Arc<WatchHub>,
     lessor: Arc<Lessor>,
@@ -135,10 +147,29 @@ fn now_unix_ms() -> u64 {
 }
 
 impl Node {
-    /// Opens (or creates) the data dir, recovers state and starts raft. Returns once this member
-    /// is serving; a single member waits until it has elected itself.
-    pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+    /// Opens (or creates) the data dir, recovers state and starts raft, talking to peers through
+    /// `transport`. A single member returns once it has elected itself; a member of a larger
+    /// cluster returns at once (its peers may not be up yet) and serves what it can meanwhile.
+    pub async fn start(
+        config: NodeConfig,
+        transport: Arc<dyn PeerTransport>,
+    ) -> Result<Node, NodeError> {
         let (own_id, initial) = initial_membership(&config)?;
+        let identity_path = config.data_dir.join("member").join("identity");
+        let fresh = !tokio::fs::try_exists(&identity_path)
+            .await
+            .map_err(io_error(&identity_path))?;
+        let fresh_identity = if fresh && config.initial_cluster_state == ClusterState::Existing {
+            bootstrap::join_existing(&config, transport.as_ref(), &initial).await?
+        } else {
+            let ids: Vec<u64> = initial.keys().copied().collect();
+            identity::Identity {
+                name: config.name.clone(),
+                member_id: own_id,
+                cluster_id: identity::cluster_id(&ids),
+                cluster_token: config.initial_cluster_token.clone(),
+            }
+        };
         let election_ms = config.election_timeout.as_millis().max(1) as u64;
         // etcd: the minimum lease TTL is 1.5 election timeouts, rounded up to whole seconds.
         let min_ttl = (election_ms * 3 / 2).div_ceil(1000).max(1) as i64;
@@ -150,10 +181,9 @@ impl Node {
         let forward = Arc::new(tasks::LateObserver::default());
         let storage = {
             let config = config.clone();
-            let ids: Vec<u64> = initial.keys().copied().collect();
             let observer =
                 Arc::clone(&forward) as Arc<dyn crate::raft::state_machine::ApplyObserver>;
-            tokio::task::spawn_blocking(move || open_storage(&config, own_id, &ids, observer))
+            tokio::task::spawn_blocking(move || open_storage(&config, fresh_identity, observer))
                 .await
                 .map_err(|e| NodeError::Raft(e.to_string()))??
         };
@@ -165,6 +195,7 @@ impl Node {
             leases,
         } = storage;
         let member_id = identity.member_id;
+        bootstrap::verify_peers(transport.as_ref(), &identity, &initial).await?;
         let store = sm.store();
         let hub = WatchHub::new(
             Arc::new(StoreEvents(store.clone())),
@@ -188,33 +219,43 @@ impl Node {
             cluster_name: "cairn".to_string(),
             heartbeat_interval: config.heartbeat_interval.as_millis().max(1) as u64,
             election_timeout_min: election_ms,
-            election_timeout_max: election_ms * 2,
+            // Narrower than etcd's [1x, 2x): openraft's leader lease is the maximum, and a
+            // shorter lease means a quicker election after a leader dies.
+            election_timeout_max: election_ms * 3 / 2,
+            // A snapshot transfer may take a while on small hardware; raft waits this long.
+            install_snapshot_timeout: (election_ms * 20).max(60_000),
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count.max(1)),
             max_in_snapshot_log_to_keep: 5000,
+            max_payload_entries: 256,
+            enable_pre_vote: Some(true),
             ..Default::default()
         }
         .validate()
         .map_err(|e| NodeError::Config(e.to_string()))?;
-        let raft = Raft::new(member_id, Arc::new(raft_config), PeerNetwork, log_store, sm)
+        let network = PeerNetwork::new(Arc::clone(&transport), identity.cluster_id, member_id);
+        let raft = Raft::new(member_id, Arc::new(raft_config), network, log_store, sm)
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
         let initialized = raft
             .is_initialized()
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
-        if !initialized && config.initial_cluster_state == ClusterState::New {
-            raft.initialize(initial)
+        let bootstrapping = !initialized && config.initial_cluster_state == ClusterState::New;
+        if bootstrapping {
+            raft.initialize(initial.clone())
                 .await
                 .map_err(|e| NodeError::Raft(e.to_string()))?;
         }
 
         let (leader_tx, leader) = watch::channel(None);
-        let (read_index, read_index_task) = read_index::ReadIndex::spawn(raft.clone());
+        let (read_index, read_waiters) = read_index::ReadIndex::new();
         let inner = Arc::new(NodeInner {
             config: config.clone(),
             member_id,
             cluster_id: identity.cluster_id,
+            name: identity.name.clone(),
             raft: raft.clone(),
+            transport,
             store,
             hub: Arc::clone(&hub),
             lessor,
@@ -235,7 +276,9 @@ impl Node {
             .tasks
             .spawn(tasks::track_leader(node.clone(), leader_tx));
         node.inner.tasks.spawn(tasks::expire_leases(node.clone()));
-        node.inner.tasks.push(read_index_task);
+        node.inner
+            .tasks
+            .spawn(read_index::serve_rounds(node.clone(), read_waiters));
         node.inner.tasks.spawn(tasks::compact_in_background(
             node.clone(),
             compaction_wakeup,
@@ -244,9 +287,57 @@ impl Node {
             hub,
             config.watch_progress_notify_interval,
         ));
-        node.wait_for_leader(Duration::from_secs(10)).await;
-        tracing::info!(member = %format!("{member_id:016x}"), name = %config.name, "member started");
+        // Raft publishes the recovered membership asynchronously; wait (briefly) for it.
+        let membership_known = node
+            .inner
+            .raft
+            .wait(Some(Duration::from_secs(2)))
+            .metrics(
+                |m| m.membership_config.membership().voter_ids().next().is_some(),
+                "membership loaded",
+            )
+            .await
+            .is_ok();
+        let alone = membership_known && node.voters().len() == 1;
+        if alone {
+            node.wait_for_leader(Duration::from_secs(10)).await;
+            if let Err(err) = node.publish_attributes().await {
+                tracing::warn!(%err, "publishing this member's name and client URLs");
+            }
+        }
+        node.inner
+            .tasks
+            .spawn(tasks::publish_attributes(node.clone()));
+        tracing::info!(member = %format!("{member_id:016x}"), name = %identity.name,
+            cluster = %format!("{:016x}", identity.cluster_id), "member started");
         Ok(node)
+    }
+
+    /// The voting members' ids.
+    pub(crate) fn voters(&self) -> Vec<u64> {
+        let metrics = self.inner.raft.metrics().borrow_watched().clone();
+        metrics.membership_config.membership().voter_ids().collect()
+    }
+
+    /// Records this member's name and client URLs in the membership (etcd publishes them the same
+    /// way once a member starts), unless they are there already.
+    pub(crate) async fn publish_attributes(&self) -> KvResult<()> {
+        let me = self.inner.member_id;
+        let current = self.member_node(me);
+        let wanted_urls = &self.inner.config.advertise_client_urls;
+        if current
+            .as_ref()
+            .is_some_and(|n| n.name == self.inner.name && &n.client_urls == wanted_urls)
+        {
+            return Ok(());
+        }
+        self.route(LeaderRequest::MemberAttributes {
+            id: me,
+            name: self.inner.name.clone(),
+            client_urls: wanted_urls.clone(),
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn wait_for_leader(&self, limit: Duration) {
@@ -298,48 +389,56 @@ impl Node {
             .map_err(|err| KvError::Internal(err.to_string()))?
     }
 
-    /// Proposes a command and waits until it is applied.
-    ///
-    /// A command that adds data is first checked against the space quota, as etcd's
-    /// `quotaKVServer` does: over quota, the NOSPACE alarm is proposed and the request refused.
-    /// Apply itself only honours the replicated alarm, so replays and replicas agree.
+    /// Proposes a command through the leader and waits until this member has applied it too, so
+    /// a serializable read here afterwards sees the write (etcd answers after its own apply).
     async fn propose(&self, command: Command) -> KvResult<(CommandResponse, ResponseHeader)> {
-        if self.inner.store.get().exceeds_quota(&command) {
-            let alarm = AlarmMember {
-                member_id: self.inner.member_id,
-                alarm: crate::request::AlarmType::NoSpace,
-            };
-            tracing::warn!("database space exceeds --quota-backend-bytes; raising NOSPACE");
-            let raise = Command::Alarm {
-                action: AlarmAction::Activate,
-                alarm,
-            };
-            if let Err(err) = Box::pin(self.propose(raise)).await {
-                tracing::warn!(%err, "raising the NOSPACE alarm");
-            }
-            return Err(KvError::NoSpace);
-        }
-        let proposal = Proposal {
-            command,
-            time_unix_ms: now_unix_ms(),
-        };
         self.inner.proposals_pending.fetch_add(1, Ordering::Relaxed);
-        let result =
-            tokio::time::timeout(REQUEST_TIMEOUT, self.inner.raft.client_write(proposal)).await;
+        let result = self.route(LeaderRequest::Propose(command)).await;
         self.inner.proposals_pending.fetch_sub(1, Ordering::Relaxed);
-        let applied: Applied = match result {
-            Err(_) => {
+        let (applied, log_index) = match result {
+            Ok(LeaderResponse::Applied { applied, log_index }) => (applied, log_index),
+            Ok(other) => return Err(unexpected_answer(&other)),
+            Err(err) => {
                 self.inner.proposals_failed.fetch_add(1, Ordering::Relaxed);
-                return Err(KvError::Timeout);
+                return Err(err);
             }
-            Ok(Err(err)) => {
-                self.inner.proposals_failed.fetch_add(1, Ordering::Relaxed);
-                return Err(errors::from_write_error(&err));
-            }
-            Ok(Ok(response)) => response.response().clone(),
         };
+        if let Err(err) = self.wait_applied(log_index).await {
+            tracing::debug!(%err, log_index, "answering a committed write before applying it here");
+        }
         let header = self.header_at(applied.revision);
         applied.result.map(|response| (response, header))
+    }
+
+    /// Waits until this member has applied the log up to `index` (bounded by the request timeout).
+    async fn wait_applied(&self, index: u64) -> KvResult<()> {
+        let applied = self
+            .inner
+            .raft
+            .metrics()
+            .borrow_watched()
+            .last_applied
+            .as_ref()
+            .map_or(0, LogId::index);
+        if applied >= index {
+            return Ok(());
+        }
+        self.inner
+            .raft
+            .wait(Some(REQUEST_TIMEOUT))
+            .applied_index_at_least(Some(index), "wait for apply")
+            .await
+            .map(|_| ())
+            .map_err(|_| KvError::Timeout)
+    }
+
+    /// Returns once this member has applied everything the cluster had committed when it was
+    /// called: a read index from the leader (this member or another), then a local wait.
+    pub(crate) async fn read_barrier(&self) -> KvResult<()> {
+        match self.route(LeaderRequest::ReadIndex).await? {
+            LeaderResponse::ReadIndex(index) => self.wait_applied(index).await,
+            other => Err(unexpected_answer(&other)),
+        }
     }
 
     /// Linearizable unless `req.serializable`.
@@ -423,28 +522,23 @@ impl Node {
         Ok(header)
     }
 
-    // Async like every other request: with peers this forwards to the leader.
-    #[allow(clippy::unused_async)]
-    /// Renews a lease; returns the new TTL (`LeaseNotFound` if it does not exist).
+    /// Renews a lease on the leader; returns the new TTL (`LeaseNotFound` if it does not exist).
     pub async fn lease_keep_alive(&self, id: i64) -> KvResult<(i64, ResponseHeader)> {
-        if !self.inner.lessor.is_primary() {
-            return Err(if self.inner.leader.borrow().is_some() {
-                KvError::NotLeader
-            } else {
-                KvError::NoLeader
-            });
+        match self.route(LeaderRequest::LeaseKeepAlive(id)).await? {
+            LeaderResponse::LeaseTtl(ttl) => Ok((ttl, self.header())),
+            other => Err(unexpected_answer(&other)),
         }
-        let ttl = self.inner.lessor.renew(id).ok_or(KvError::LeaseNotFound)?;
-        Ok((ttl, self.header()))
     }
 
+    /// A lease's remaining time as the leader's lessor knows it, and its keys if asked.
     pub async fn lease_time_to_live(
         &self,
         id: i64,
         keys: bool,
     ) -> KvResult<(LeaseTtl, ResponseHeader)> {
-        let Some((granted_ttl, ttl)) = self.inner.lessor.remaining(id) else {
-            return Err(KvError::LeaseNotFound);
+        let (granted_ttl, ttl) = match self.route(LeaderRequest::LeaseTimeToLive(id)).await? {
+            LeaderResponse::LeaseTimeToLive { granted_ttl, ttl } => (granted_ttl, ttl),
+            other => return Err(unexpected_answer(&other)),
         };
         let keys = if keys {
             self.blocking(move |store| {
@@ -467,7 +561,7 @@ impl Node {
         ))
     }
 
-    // Async like every other request: with peers this forwards to the leader.
+    /// The leases this member knows (every member applies grants and revokes).
     #[allow(clippy::unused_async)]
     pub async fn lease_leases(&self) -> KvResult<(Vec<i64>, ResponseHeader)> {
         Ok((self.inner.lessor.ids(), self.header()))
@@ -526,7 +620,11 @@ impl Node {
                 .as_ref()
                 .map_or(0, openraft::LogId::index),
             errors,
-            is_learner: false,
+            is_learner: metrics
+                .membership_config
+                .membership()
+                .learner_ids()
+                .any(|id| id == self.inner.member_id),
         })
     }
 
@@ -622,6 +720,37 @@ impl Node {
             .collect()
     }
 
+    /// Adds a member (etcd `MemberAdd`), as a learner or a voter; returns its id and the new
+    /// member list. A voter is refused unless the members already started keep a quorum.
+    pub async fn member_add(
+        &self,
+        peer_urls: Vec<String>,
+        learner: bool,
+    ) -> KvResult<(u64, Vec<Member>, ResponseHeader)> {
+        let answer = self
+            .route(LeaderRequest::MemberAdd { peer_urls, learner })
+            .await?;
+        let (log_index, id) = match answer {
+            LeaderResponse::Membership {
+                log_index,
+                added: Some(id),
+            } => (log_index, id),
+            other => return Err(unexpected_answer(&other)),
+        };
+        self.wait_applied_membership(log_index).await;
+        Ok((id, self.members(), self.header()))
+    }
+
+    /// Removes a member (etcd `MemberRemove`), the leader included.
+    pub async fn member_remove(&self, id: u64) -> KvResult<(Vec<Member>, ResponseHeader)> {
+        self.membership_call(LeaderRequest::MemberRemove(id)).await
+    }
+
+    /// Makes a learner a voter (etcd `MemberPromote`), once it has caught up with the leader.
+    pub async fn member_promote(&self, id: u64) -> KvResult<(Vec<Member>, ResponseHeader)> {
+        self.membership_call(LeaderRequest::MemberPromote(id)).await
+    }
+
     /// Changes a member's peer URLs (etcd `MemberUpdate`) through a raft membership entry, so every
     /// member records the change at the same log position. Returns the new member list.
     pub async fn member_update(
@@ -629,29 +758,46 @@ impl Node {
         id: u64,
         peer_urls: Vec<String>,
     ) -> KvResult<(Vec<Member>, ResponseHeader)> {
-        let metrics = self.inner.raft.metrics().borrow_watched().clone();
-        let Some(node) = metrics
-            .membership_config
-            .membership()
-            .get_node(&id)
-            .cloned()
-        else {
-            return Err(KvError::MemberNotFound);
-        };
-        let updated = MemberNode { peer_urls, ..node };
-        let change = openraft::ChangeMembers::SetNodes(BTreeMap::from([(id, updated)]));
-        let result = tokio::time::timeout(
-            REQUEST_TIMEOUT,
-            self.inner.raft.change_membership(change, true),
-        )
-        .await
-        .map_err(|_| KvError::Timeout)?;
-        result.map_err(|err| errors::from_write_error(&err))?;
-        Ok((self.members(), self.header()))
+        self.membership_call(LeaderRequest::MemberUpdate { id, peer_urls })
+            .await
     }
 
-    // Async like every other request: with peers this forwards to the leader.
-    #[allow(clippy::unused_async)]
+    async fn membership_call(
+        &self,
+        request: LeaderRequest,
+    ) -> KvResult<(Vec<Member>, ResponseHeader)> {
+        match self.route(request).await? {
+            LeaderResponse::Membership { log_index, .. } => {
+                self.wait_applied_membership(log_index).await;
+                Ok((self.members(), self.header()))
+            }
+            other => Err(unexpected_answer(&other)),
+        }
+    }
+
+    /// Waits (bounded) until this member's raft has seen the membership change at `log_index`,
+    /// so the member list it answers with includes it.
+    async fn wait_applied_membership(&self, log_index: u64) {
+        let seen = self
+            .inner
+            .raft
+            .wait(Some(REQUEST_TIMEOUT))
+            .metrics(
+                |m| {
+                    m.membership_config
+                        .log_id()
+                        .as_ref()
+                        .is_some_and(|id| id.index() >= log_index)
+                },
+                "membership change",
+            )
+            .await;
+        if seen.is_err() {
+            tracing::debug!(log_index, "membership change not seen locally in time");
+        }
+    }
+
+    /// Hands leadership to `target` (etcd `MoveLeader`; only the leader accepts it).
     pub async fn move_leader(&self, target: u64) -> KvResult<ResponseHeader> {
         let leader = *self.inner.leader.borrow();
         if leader == Some(target) {
@@ -660,7 +806,26 @@ impl Node {
         if leader != Some(self.inner.member_id) {
             return Err(KvError::NotLeader);
         }
-        Err(KvError::BadLeaderTransferee)
+        if !self.voters().contains(&target) {
+            return Err(KvError::BadLeaderTransferee);
+        }
+        self.inner
+            .raft
+            .trigger()
+            .transfer_leader(target)
+            .await
+            .map_err(|_| KvError::Stopping)?;
+        let mut leader = self.inner.leader.clone();
+        let moved = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            leader.wait_for(|leader| *leader == Some(target)),
+        )
+        .await;
+        match moved {
+            Ok(Ok(_)) => Ok(self.header()),
+            Ok(Err(_)) => Err(KvError::Stopping),
+            Err(_) => Err(KvError::Timeout),
+        }
     }
 
     pub fn watch_hub(&self) -> &Arc<WatchHub> {
@@ -734,18 +899,17 @@ fn initial_membership(config: &NodeConfig) -> Result<(u64, BTreeMap<u64, MemberN
             "--initial-cluster has no entry for this member's peer URLs {peer_urls:?}"
         )));
     }
-    let own = initial.entry(own_id).or_default();
-    own.name.clone_from(&config.name);
-    own.peer_urls = peer_urls;
-    own.client_urls.clone_from(&config.advertise_client_urls);
-    if initial.len() > 1 {
-        // The peer network (raft::network) cannot reach other members yet: refuse rather
-        // than start a member that can never elect a leader.
-        return Err(NodeError::Config(format!(
-            "--initial-cluster names {} members, but this build serves a single member \
-             (peer networking is not available yet)",
-            initial.len()
-        )));
+    // Every member must bootstrap the same membership, so it holds only what all of them know
+    // from the flags; each member publishes its client URLs once it runs.
+    if initial.is_empty() {
+        initial.insert(
+            own_id,
+            MemberNode {
+                name: config.name.clone(),
+                peer_urls,
+                client_urls: vec![],
+            },
+        );
     }
     Ok((own_id, initial))
 }
@@ -762,22 +926,13 @@ struct Storage {
 /// Locks the data dir and opens everything on disk: identity, state machine, WAL. Blocking.
 fn open_storage(
     config: &NodeConfig,
-    own_id: u64,
-    member_ids: &[u64],
+    fresh_identity: identity::Identity,
     observer: Arc<dyn crate::raft::state_machine::ApplyObserver>,
 ) -> Result<Storage, NodeError> {
     let member_dir = config.data_dir.join("member");
     std::fs::create_dir_all(&member_dir).map_err(io_error(&member_dir))?;
     let lock = lock_data_dir(&config.data_dir)?;
-    let identity = identity::load_or_create(
-        &member_dir.join("identity"),
-        identity::Identity {
-            name: config.name.clone(),
-            member_id: own_id,
-            cluster_id: identity::cluster_id(member_ids),
-            cluster_token: config.initial_cluster_token.clone(),
-        },
-    )?;
+    let identity = identity::load_or_create(&member_dir.join("identity"), fresh_identity)?;
     let quota_bytes = if config.quota_backend_bytes == 0 {
         DEFAULT_QUOTA_BYTES
     } else {
@@ -871,6 +1026,10 @@ fn etcd_framed_body_len(mut file: &File) -> std::io::Result<u64> {
 
 fn unexpected(response: &CommandResponse) -> KvError {
     KvError::Internal(format!("unexpected apply response {response:?}"))
+}
+
+fn unexpected_answer(response: &LeaderResponse) -> KvError {
+    KvError::Internal(format!("unexpected answer from the leader {response:?}"))
 }
 
 /// Takes an exclusive lock on `<data_dir>/cairn.lock` for the life of the process.

@@ -41,7 +41,10 @@ impl ApplyObserver for NodeObserver {
         }
     }
 
+    /// A snapshot replaced the store: watchers catch up from the new store's history, and the
+    /// lessor starts over from its leases.
     fn restored(&self, store: &MvccStore) {
+        self.hub.restored();
         self.lessor.clear();
         match store.leases() {
             Ok(leases) => {

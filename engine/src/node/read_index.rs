@@ -1,15 +1,16 @@
 //! Linearizable reads, batched: every read waiting while a read-index round is in flight shares
-//! the next round, so N concurrent reads cost one raft round, not N.
+//! the next round, so N concurrent reads cost one raft round, not N. On a follower the round asks
+//! the leader for its read index (one peer message per round) and waits for the local apply.
 //!
 //! ```text
-//!  range ─► wait() ─► queue ─► [round: ensure_linearizable(ReadIndex) → applied ≥ read index]
+//!  range ─► wait() ─► queue ─► [round: read_barrier (leader read index → applied ≥ index)]
 //!                                   └─► wakes every waiter collected for this round
 //! ```
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::Node;
 use crate::error::{KvError, KvResult};
-use crate::raft::types::Raft;
 
 type Waiter = oneshot::Sender<KvResult<()>>;
 
@@ -19,28 +20,13 @@ pub(crate) struct ReadIndex {
     queue: mpsc::UnboundedSender<Waiter>,
 }
 
+/// The waiting readers, consumed by [`serve_rounds`].
+pub(crate) struct Waiters(mpsc::UnboundedReceiver<Waiter>);
+
 impl ReadIndex {
-    /// Starts the round loop; the handle stops it.
-    pub(crate) fn spawn(raft: Raft) -> (Self, tokio::task::JoinHandle<()>) {
-        let (queue, mut waiting) = mpsc::unbounded_channel::<Waiter>();
-        let handle = tokio::spawn(async move {
-            while let Some(first) = waiting.recv().await {
-                let mut round = vec![first];
-                while let Ok(next) = waiting.try_recv() {
-                    round.push(next);
-                }
-                let read = raft.ensure_linearizable(openraft::ReadPolicy::ReadIndex);
-                let result = match tokio::time::timeout(super::REQUEST_TIMEOUT, read).await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(err)) => Err(super::errors::from_read_error(&err)),
-                    Err(_) => Err(KvError::Timeout),
-                };
-                for waiter in round {
-                    let _ = waiter.send(result.clone());
-                }
-            }
-        });
-        (Self { queue }, handle)
+    pub(crate) fn new() -> (Self, Waiters) {
+        let (queue, waiting) = mpsc::unbounded_channel::<Waiter>();
+        (Self { queue }, Waiters(waiting))
     }
 
     /// Returns once this member has applied everything committed when the call was made.
@@ -48,5 +34,20 @@ impl ReadIndex {
         let (tx, rx) = oneshot::channel();
         self.queue.send(tx).map_err(|_| KvError::Stopping)?;
         rx.await.map_err(|_| KvError::Stopping)?
+    }
+}
+
+/// Runs read-index rounds for the node until it stops.
+pub(crate) async fn serve_rounds(node: Node, waiters: Waiters) {
+    let mut waiting = waiters.0;
+    while let Some(first) = waiting.recv().await {
+        let mut round = vec![first];
+        while let Ok(next) = waiting.try_recv() {
+            round.push(next);
+        }
+        let result = node.read_barrier().await;
+        for waiter in round {
+            let _ = waiter.send(result.clone());
+        }
     }
 }

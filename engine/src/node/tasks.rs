@@ -164,3 +164,19 @@ pub(super) async fn compact_in_background(node: Node, wakeup: Arc<tokio::sync::N
         wakeup.notified().await;
     }
 }
+
+/// Publishes this member's name and client URLs into the membership, retrying until it is done
+/// (a member of a new cluster starts before its peers, so there may be no leader for a while).
+pub(super) async fn publish_attributes(node: Node) {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match node.publish_attributes().await {
+            Ok(()) => return,
+            Err(err) => {
+                tracing::debug!(%err, "publishing member attributes; will retry");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}

@@ -261,8 +261,9 @@ impl RaftStateMachine<TypeConfig> for MvccStateMachine {
         })
         .await
         .map_err(io::Error::other)??;
-        self.observer.restored(&store);
+        // Swap first: the observer (watch hub, lessor) reads the new store.
         self.store.replace(store);
+        self.observer.restored(&self.store.get());
         self.state = RaftState {
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),

@@ -41,6 +41,9 @@ pub(super) struct HubState {
     pub(super) deferred_progress: BTreeSet<StreamId>,
     /// Where the syncer's next round-robin pass starts.
     pub(super) sync_cursor: u64,
+    /// Bumped by [`WatchHub::restored`]: a syncer pass planned before a restore drops its work,
+    /// since its store read and compact revision may come from the replaced store.
+    pub(super) generation: u64,
     next_watcher: u64,
     next_stream: u64,
 }
@@ -67,6 +70,7 @@ impl WatchHub {
             ring: EventRing::new(last, options.ring_revisions, options.ring_events),
             deferred_progress: BTreeSet::new(),
             sync_cursor: 0,
+            generation: 0,
             next_watcher: 0,
             next_stream: 0,
         };
@@ -88,6 +92,36 @@ impl WatchHub {
     /// skipped revisions to catch up from the store.
     pub fn publish(&self, revision: i64, events: Arc<[Event]>) {
         self.lock().publish(revision, events);
+    }
+
+    /// The store under the hub was replaced (a snapshot was installed): makes the hub describe
+    /// the new store. Call it after the new store is in place and before publishing any revision
+    /// applied on top of it; the next [`WatchHub::publish`] is then `current_revision() + 1`.
+    ///
+    /// - The last published revision becomes `source.current_revision()`, and the ring of recent
+    ///   revisions is emptied (its entries came from the old store).
+    /// - Every synced watcher that wants a revision in `(old last published, new current]`
+    ///   becomes unsynced with its next wanted revision unchanged, and the syncer (woken here)
+    ///   replays the missed revisions from the [`EventSource`], as for a watcher created in the
+    ///   past. One whose next revision is below `source.compact_revision()` gets
+    ///   [`WatchMessage::Compacted`] and is removed, as etcd does. Watchers whose start revision
+    ///   is past the new current revision stay synced: there is nothing for them to replay.
+    /// - Unsynced watchers keep their place; since the ring is empty they catch up from the
+    ///   store. A syncer pass already in flight discards its work and the next one starts over.
+    /// - Progress stays truthful: a `RequestProgress` on a stream with a watcher behind is
+    ///   deferred until it is caught up, and periodic progress skips unsynced watchers.
+    ///
+    /// If the new store is behind the last published revision (raft never does that), watchers
+    /// stay where they are and will be sent the new store's revisions after its current one.
+    ///
+    /// Like `publish`, never blocks and does no I/O: it reads `source.current_revision()` (an
+    /// atomic load) before taking the lock; the compaction check is the syncer's.
+    pub fn restored(&self) {
+        let current = self.source.current_revision();
+        let unsynced = self.lock().restored(current);
+        if unsynced > 0 {
+            self.sync_wakeup.notify_one();
+        }
     }
 
     /// A new stream: a handle to create watchers on, and the receiver of all their messages.
@@ -291,6 +325,29 @@ impl HubState {
             });
         }
         batches
+    }
+
+    /// See [`WatchHub::restored`]; returns how many watchers are now unsynced.
+    pub(super) fn restored(&mut self, current: i64) -> usize {
+        let previous = self.last_published;
+        if current > previous {
+            tracing::info!(
+                revision = current,
+                last = previous,
+                "watch hub: store restored; watchers catch up from it"
+            );
+            self.unsync_for_gap(current + 1);
+        } else if current < previous {
+            tracing::warn!(
+                revision = current,
+                last = previous,
+                "watch hub: restored store is behind the last published revision"
+            );
+        }
+        self.last_published = current;
+        self.ring.reset(current);
+        self.generation += 1;
+        self.unsynced.len()
     }
 
     /// Revisions `(last_published, revision)` were never published here (a snapshot was

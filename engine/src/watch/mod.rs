@@ -22,6 +22,10 @@
 //!   ring of recent revisions, or from the store ([`EventSource`]) when the ring no longer holds
 //!   `next_rev`, and moves it back to synced once it is at `last published + 1`. A watcher whose
 //!   `next_rev` is compacted gets [`WatchMessage::Compacted`] and is removed.
+//! - When a snapshot replaces the store, [`WatchHub::restored`] moves the last published
+//!   revision to the new store's, empties the ring and sends the synced watchers to the unsynced
+//!   group, so the syncer replays the revisions they skipped from the new store (etcd's
+//!   `watchableStore.Restore`).
 //!
 //! Every message for one watcher goes through one FIFO channel, and a watcher is fed either by
 //! `publish` (synced) or by the syncer (unsynced), both under the hub lock, so it never sees a
@@ -66,15 +70,17 @@ pub use stream::WatchStream;
 ///   sub-revision order inside a revision). It may stop early after about `limit` events, but
 ///   only at a revision boundary: when it returns fewer than `limit` events, the hub takes the
 ///   whole `[from, to]` as covered; otherwise it takes the revisions up to the last returned one.
-/// - `events` returns `Err(KvError::Compacted { compact_revision })` when `from <= compact
-///   revision`. The hub calls it only on a blocking thread, never while holding its lock.
+/// - `events` returns `Err(KvError::Compacted { compact_revision })` when `from < compact
+///   revision` (a read from exactly the compact revision is served, as in etcd: the hub treats
+///   a watcher as compacted only when its next revision is below the compact revision). The hub
+///   calls it only on a blocking thread, never while holding its lock.
 /// - `current_revision` and `compact_revision` must be cheap and non-blocking (an atomic load):
 ///   the hub calls them from async code.
 pub trait EventSource: Send + Sync + 'static {
     fn current_revision(&self) -> i64;
     fn compact_revision(&self) -> i64;
     /// Events with revision in `[from, to]`, revision order, at most ~`limit` (never splitting a
-    /// revision); `Err(KvError::Compacted{compact_revision})` if `from <= compact revision`.
+    /// revision); `Err(KvError::Compacted{compact_revision})` if `from < compact revision`.
     fn events(&self, from: i64, to: i64, limit: usize) -> Result<Vec<Event>, KvError>;
 }
 

@@ -57,6 +57,14 @@ impl EventRing {
         self.entries.get((revision - self.floor - 1) as usize)
     }
 
+    /// Drops every entry; the next revision is `last_revision + 1` (the store was replaced, so
+    /// the entries may describe another history).
+    pub(super) fn reset(&mut self, last_revision: i64) {
+        self.entries.clear();
+        self.events = 0;
+        self.floor = last_revision;
+    }
+
     /// Appends `revision`; a revision that does not follow `last` restarts the ring at it.
     pub(super) fn push(&mut self, revision: i64, events: Arc<[Event]>) {
         if revision != self.last() + 1 {
@@ -120,6 +128,20 @@ mod tests {
         ring.push(5, events(5, 9));
         assert_eq!((ring.floor(), ring.last()), (5, 5));
         assert!(!ring.covers(5));
+    }
+
+    #[test]
+    fn reset_forgets_everything() {
+        let mut ring = EventRing::new(0, 10, 100);
+        for rev in 1..=3 {
+            ring.push(rev, events(rev, 1));
+        }
+        ring.reset(50);
+        assert_eq!((ring.floor(), ring.last()), (50, 50));
+        assert!(ring.get(3).is_none());
+        ring.push(51, events(51, 2));
+        assert_eq!((ring.floor(), ring.last()), (50, 51));
+        assert_eq!(ring.get(51).map(|e| e.len()), Some(2));
     }
 
     #[test]

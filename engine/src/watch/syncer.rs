@@ -15,7 +15,9 @@
 //!
 //! Meanwhile `publish` may have advanced `last_published` and evicted ring entries; `apply_sync`
 //! works from the state it finds under the lock, so a watcher is synced only when it really has
-//! everything up to the latest revision.
+//! everything up to the latest revision. If [`WatchHub::restored`] ran in between, the store read
+//! may come from the replaced store: `apply_sync` drops the whole plan and the next pass
+//! starts over.
 
 use std::sync::Arc;
 
@@ -34,6 +36,8 @@ use super::{EventSource, WatchMessage, WatchOptions};
 pub(super) struct SyncPlan {
     pub(super) watchers: Vec<WatcherKey>,
     pub(super) source: Option<SourceRange>,
+    /// The hub's generation when planned; a restore in between voids the plan.
+    pub(super) generation: u64,
 }
 
 /// A store read: events of revisions `[from, to]`, at most about `limit`.
@@ -146,7 +150,11 @@ impl HubState {
             to: floor,
             limit: options.source_batch_events.max(1),
         });
-        Some(SyncPlan { watchers, source })
+        Some(SyncPlan {
+            watchers,
+            source,
+            generation: self.generation,
+        })
     }
 
     pub(super) fn apply_sync(
@@ -156,6 +164,11 @@ impl HubState {
         mut compact_revision: i64,
         options: &WatchOptions,
     ) -> bool {
+        if plan.generation != self.generation {
+            // The store was replaced since the plan: the batch and `compact_revision` may
+            // describe the old one. Report progress so the next pass follows at once.
+            return true;
+        }
         let batch = match batch {
             Ok(batch) => batch,
             Err(KvError::Compacted {

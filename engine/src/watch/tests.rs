@@ -18,7 +18,7 @@ struct FakeStore {
     reads: AtomicUsize,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct FakeState {
     current: i64,
     compact: i64,
@@ -92,6 +92,25 @@ impl FakeStore {
     fn reads(&self) -> usize {
         self.reads.load(Ordering::SeqCst)
     }
+
+    /// A copy of this store that goes its own way (a leader applying while a follower lags).
+    fn fork(&self) -> Arc<Self> {
+        let state = self.state.lock().expect("test lock").clone();
+        Arc::new(Self {
+            state: Mutex::new(state),
+            reads: AtomicUsize::new(0),
+        })
+    }
+
+    /// Replaces everything with `snapshot`'s state, as a follower installing a raft snapshot.
+    fn install(&self, snapshot: &FakeStore) {
+        let state = snapshot.state.lock().expect("test lock").clone();
+        *self.state.lock().expect("test lock") = state;
+    }
+
+    fn history(&self) -> Vec<Event> {
+        self.state.lock().expect("test lock").history.clone()
+    }
 }
 
 impl EventSource for FakeStore {
@@ -106,7 +125,7 @@ impl EventSource for FakeStore {
     fn events(&self, from: i64, to: i64, limit: usize) -> Result<Vec<Event>, KvError> {
         self.reads.fetch_add(1, Ordering::SeqCst);
         let state = self.state.lock().expect("test lock");
-        if from <= state.compact {
+        if from < state.compact {
             return Err(KvError::Compacted {
                 compact_revision: state.compact,
             });
@@ -879,4 +898,589 @@ async fn background_task_catches_up_and_stops() {
         .await
         .expect("stops when the hub is dropped")
         .expect("no panic");
+}
+
+/// `(revision, key)` of the events of `watch_id` in `messages`.
+fn rev_keys_for(messages: &[WatchMessage], watch_id: i64) -> Vec<(i64, String)> {
+    events(messages)
+        .into_iter()
+        .filter(|e| e.0 == watch_id)
+        .map(|e| (e.1, e.2))
+        .collect()
+}
+
+/// `(revision, key)` of the events in `store`'s history from `from` on, under `prefix`.
+fn history_under(store: &FakeStore, prefix: &str, from: i64) -> Vec<(i64, String)> {
+    store
+        .history()
+        .iter()
+        .filter(|e| e.revision() >= from && e.kv.key.starts_with(prefix.as_bytes()))
+        .map(|e| {
+            (
+                e.revision(),
+                String::from_utf8_lossy(&e.kv.key).into_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn restore_replays_the_skipped_revisions_from_the_new_store() {
+    let h = Harness::new(WatchOptions {
+        source_batch_events: 7,
+        max_events_per_message: 5,
+        ..options()
+    });
+    let (stream, mut rx) = h.hub.open_stream();
+    let id = stream.create(None, spec("/k/", "/k0")).expect("create");
+    let before: Vec<i64> = (2..=10).map(|_| h.put("/k/a", "v")).collect();
+    assert_eq!(revisions_for(&drain(&mut rx), id), before);
+
+    // The leader goes on to revision 50; this member installs its snapshot.
+    let leader = h.store.fork();
+    for rev in 11..=50 {
+        let ops: &[Op] = match rev % 3 {
+            0 => &[Op::Put("/k/b", "v"), Op::Put("/other", "v")],
+            1 => &[Op::Put("/k/c", "v"), Op::Delete("/k/b")],
+            _ => &[Op::Put("/k/a", "v")],
+        };
+        assert_eq!(leader.apply(ops).0, rev);
+    }
+    h.store.install(&leader);
+    h.hub.restored();
+    assert_eq!(h.hub.last_published(), 50);
+    assert_eq!(h.hub.unsynced_count(), 1);
+    assert!(drain(&mut rx).is_empty(), "nothing is sent under the lock");
+
+    h.sync().await;
+    assert_eq!(h.hub.unsynced_count(), 0);
+    assert!(
+        h.store.reads() > 0,
+        "the ring was emptied: replayed from the store"
+    );
+    let messages = drain(&mut rx);
+    let expected = history_under(&h.store, "/k/", 11);
+    assert_eq!(expected.first().map(|e| e.0), Some(11));
+    assert_eq!(expected.last().map(|e| e.0), Some(50));
+    assert_eq!(
+        rev_keys_for(&messages, id),
+        expected,
+        "11..=50, in order, once"
+    );
+    for message in &messages {
+        let WatchMessage::Events {
+            revision, events, ..
+        } = message
+        else {
+            panic!("unexpected {message:?}");
+        };
+        assert_eq!(*revision, 50);
+        // At most 5 events, plus the rest of a revision (never split; 2 events at most).
+        assert!(events.len() <= 6, "{message:?}");
+    }
+
+    // Publishing goes on from the new store's revision.
+    let r51 = h.put("/k/d", "v");
+    let r52 = h.txn(&[Op::Put("/other", "v"), Op::Put("/k/e", "v")]);
+    assert_eq!((r51, r52), (51, 52));
+    assert_eq!(
+        rev_keys_for(&drain(&mut rx), id),
+        [(51, "/k/d".to_string()), (52, "/k/e".to_string())]
+    );
+    assert_eq!(h.hub.last_published(), 52);
+}
+
+#[tokio::test]
+async fn restore_past_the_compaction_cancels_the_watcher() {
+    let h = Harness::new(options());
+    let (stream, mut rx) = h.hub.open_stream();
+    let id = stream.create(None, spec("k", "")).expect("create");
+    for _ in 2..=10 {
+        h.put("k", "v");
+    }
+    // Starts in the future for now, past the compaction point after the restore.
+    let later = stream
+        .create(None, from(spec("k", ""), 40))
+        .expect("create");
+    assert_eq!(h.hub.unsynced_count(), 0);
+    drain(&mut rx);
+
+    let leader = h.store.fork();
+    for _ in 11..=50 {
+        leader.apply(&[Op::Put("k", "v")]);
+    }
+    leader.compact(30);
+    h.store.install(&leader);
+    h.hub.restored();
+    assert_eq!(h.hub.unsynced_count(), 2);
+    stream.request_progress();
+
+    h.sync().await;
+    let messages = drain(&mut rx);
+    assert!(revisions_for(&messages, id).is_empty(), "{messages:?}");
+    assert!(messages.contains(&WatchMessage::Compacted {
+        watch_id: id,
+        compact_revision: 30
+    }));
+    assert_eq!(
+        revisions_for(&messages, later),
+        (40..=50).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        messages.last(),
+        Some(&WatchMessage::Progress {
+            watch_id: -1,
+            revision: 50
+        })
+    );
+    assert_eq!(h.hub.watcher_count(), 1);
+    assert_eq!(h.hub.unsynced_count(), 0);
+    assert_eq!(stream.watch_ids(), [later]);
+    let rev = h.put("k", "v");
+    assert_eq!(revisions_for(&drain(&mut rx), later), [rev]);
+}
+
+#[tokio::test]
+async fn watchers_created_after_a_restore_start_from_the_new_store() {
+    let h = Harness::new(options());
+    for _ in 2..=10 {
+        h.put("k", "old");
+    }
+    // A different history for the same revisions: the ring must not be used after the restore.
+    let leader = FakeStore::new(1);
+    for _ in 2..=50 {
+        leader.apply(&[Op::Put("k", "new")]);
+    }
+    h.store.install(&leader);
+    h.hub.restored();
+    assert_eq!(h.hub.last_published(), 50);
+
+    let (stream, mut rx) = h.hub.open_stream();
+    let (now, header) = stream.create_at(None, spec("k", "")).expect("create");
+    assert_eq!(header, 50);
+    assert_eq!(h.hub.unsynced_count(), 0, "starts synced at 51");
+    let past = stream.create(None, from(spec("k", ""), 5)).expect("create");
+    h.sync().await;
+    let rev = h.put("k", "v");
+    assert_eq!(rev, 51);
+
+    let messages = drain(&mut rx);
+    assert_eq!(revisions_for(&messages, now), [51]);
+    assert_eq!(revisions_for(&messages, past), (5..=51).collect::<Vec<_>>());
+    let values: Vec<Vec<u8>> = messages
+        .iter()
+        .filter_map(|m| match m {
+            WatchMessage::Events {
+                watch_id, events, ..
+            } if *watch_id == past => Some(events.iter().map(|e| e.kv.value.to_vec())),
+            _ => None,
+        })
+        .flatten()
+        .filter(|v| v.as_slice() != b"v")
+        .collect();
+    assert_eq!(values.len(), 46);
+    assert!(values.iter().all(|v| v.as_slice() == b"new"), "{values:?}");
+}
+
+#[tokio::test]
+async fn restore_keeps_progress_truthful() {
+    let h = Harness::new(options());
+    let (behind, mut behind_rx) = h.hub.open_stream();
+    let (ahead, mut ahead_rx) = h.hub.open_stream();
+    let notify = |spec: WatchSpec| WatchSpec {
+        progress_notify: true,
+        ..spec
+    };
+    let id = behind.create(None, notify(spec("k", ""))).expect("create");
+    let future = ahead
+        .create(None, notify(from(spec("k", ""), 100)))
+        .expect("create");
+    h.put("k", "v");
+    drain(&mut behind_rx);
+
+    let leader = h.store.fork();
+    for _ in 0..20 {
+        leader.apply(&[Op::Put("k", "v")]);
+    }
+    h.store.install(&leader);
+    h.hub.restored();
+    let current = h.store.current_revision();
+    assert_eq!(h.hub.unsynced_count(), 1, "the future watcher stays synced");
+
+    behind.request_progress();
+    ahead.request_progress();
+    h.hub.send_progress_notifications();
+    assert!(drain(&mut behind_rx).is_empty(), "no progress while behind");
+    assert_eq!(
+        drain(&mut ahead_rx),
+        [
+            WatchMessage::Progress {
+                watch_id: -1,
+                revision: current
+            },
+            WatchMessage::Progress {
+                watch_id: future,
+                revision: current
+            }
+        ]
+    );
+
+    h.sync().await;
+    let messages = drain(&mut behind_rx);
+    assert_eq!(
+        revisions_for(&messages, id),
+        (3..=current).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        messages.last(),
+        Some(&WatchMessage::Progress {
+            watch_id: -1,
+            revision: current
+        }),
+        "answered after the replayed events"
+    );
+    h.hub.send_progress_notifications();
+    assert!(drain(&mut behind_rx).is_empty(), "it just got events");
+    h.hub.send_progress_notifications();
+    assert_eq!(
+        drain(&mut behind_rx),
+        [WatchMessage::Progress {
+            watch_id: id,
+            revision: current
+        }]
+    );
+}
+
+#[tokio::test]
+async fn a_sync_pass_planned_before_a_restore_is_dropped() {
+    let h = Harness::new(WatchOptions {
+        ring_revisions: 1,
+        ..options()
+    });
+    for _ in 2..=6 {
+        h.put("k", "v");
+    }
+    let (stream, mut rx) = h.hub.open_stream();
+    let id = stream.create(None, from(spec("k", ""), 3)).expect("create");
+    let plan = h.hub.lock().plan_sync(0, &h.hub.options).expect("a plan");
+    let range = plan.source.expect("needs the store");
+    let read = range.read(h.store.as_ref()).map(Some);
+
+    // The store is replaced between the read and its use.
+    let leader = h.store.fork();
+    for _ in 0..4 {
+        leader.apply(&[Op::Put("k", "v")]);
+    }
+    h.store.install(&leader);
+    h.hub.restored();
+    assert!(h.hub.lock().apply_sync(plan, read, 0, &h.hub.options));
+    assert!(drain(&mut rx).is_empty(), "the stale read is not delivered");
+
+    h.sync().await;
+    assert_eq!(
+        revisions_for(&drain(&mut rx), id),
+        (3..=10).collect::<Vec<_>>()
+    );
+    assert_eq!(h.hub.unsynced_count(), 0);
+}
+
+#[tokio::test]
+async fn restore_to_the_same_revision_changes_nothing_for_watchers() {
+    let h = Harness::new(WatchOptions {
+        ring_revisions: 4,
+        ..options()
+    });
+    let (stream, mut rx) = h.hub.open_stream();
+    let id = stream.create(None, spec("k", "")).expect("create");
+    let first = h.put("k", "v");
+    h.store.install(&h.store.fork());
+    h.hub.restored();
+    assert_eq!(h.hub.unsynced_count(), 0);
+    assert_eq!(h.hub.last_published(), first);
+    let next = h.put("k", "v");
+    assert_eq!(revisions_for(&drain(&mut rx), id), [first, next]);
+}
+
+/// What one stream's receiver saw, with the creations and cancellations in between (the stream
+/// is drained before each, so a message logged after one was queued after it).
+enum Logged {
+    Created {
+        id: i64,
+        min_rev: i64,
+        spec: WatchSpec,
+    },
+    Canceled(i64),
+    Message(WatchMessage),
+}
+
+/// One watcher checked against the final history.
+struct Tracked {
+    expected: Vec<Event>,
+    received: Vec<Event>,
+    canceled: bool,
+    compacted: Option<i64>,
+}
+
+impl Tracked {
+    fn new(history: &[Event], spec: &WatchSpec, min_rev: i64) -> Self {
+        let range = super::range::KeyRange::new(spec.key.clone(), spec.range_end.clone())
+            .expect("valid range");
+        let expected = history
+            .iter()
+            .filter(|e| e.revision() >= min_rev && range.contains(&e.kv.key))
+            .filter(|e| match e.kind {
+                EventKind::Put => !spec.filter_put,
+                EventKind::Delete => !spec.filter_delete,
+            })
+            .map(|e| Event {
+                prev_kv: None,
+                ..e.clone()
+            })
+            .collect();
+        Self {
+            expected,
+            received: Vec::new(),
+            canceled: false,
+            compacted: None,
+        }
+    }
+
+    fn alive(&self) -> bool {
+        !self.canceled && self.compacted.is_none()
+    }
+
+    /// A progress at `revision`: every matching event up to it has been received.
+    fn check_progress(&self, revision: i64, context: &str) {
+        let upto: Vec<&Event> = self
+            .expected
+            .iter()
+            .filter(|e| e.revision() <= revision)
+            .collect();
+        let received: Vec<&Event> = self.received.iter().collect();
+        assert_eq!(received, upto, "{context}: progress at {revision}");
+    }
+}
+
+#[tokio::test]
+async fn randomized_restores_with_many_streams_and_watchers() {
+    const KEYS: [&str; 6] = ["/a/1", "/a/2", "/b/1", "/b/2", "c", "d/x"];
+    const RANGES: [(&str, &str); 6] = [
+        ("/a/1", ""),
+        ("/a/", "/a0"),
+        ("/b/", "\0"),
+        ("/a/2", "/b/2"),
+        ("\0", "\0"),
+        ("c", ""),
+    ];
+    let (mut restores, mut compactions, mut store_reads) = (0, 0, 0);
+    for seed in 1..=30_u64 {
+        let mut rng = seed;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let h = Harness::new(WatchOptions {
+            stream_buffer: 1 + next(4) as usize,
+            ring_revisions: next(8) as usize,
+            source_batch_events: 1 + next(5) as usize,
+            max_events_per_message: 1 + next(3) as usize,
+            sync_budget_events: 1 + next(6) as usize,
+            ..options()
+        });
+        let mut streams: Vec<_> = (0..3)
+            .map(|_| {
+                let (stream, rx) = h.hub.open_stream();
+                (stream, rx, Vec::<Logged>::new())
+            })
+            .collect();
+        let random_ops = |next: &mut dyn FnMut(u64) -> u64| -> Vec<Op> {
+            (0..=next(2))
+                .map(|_| {
+                    let key = KEYS[next(KEYS.len() as u64) as usize];
+                    if next(4) == 0 {
+                        Op::Delete(key)
+                    } else {
+                        Op::Put(key, "v")
+                    }
+                })
+                .collect()
+        };
+
+        for step in 0..300 {
+            let s = next(streams.len() as u64) as usize;
+            let (stream, rx, log) = &mut streams[s];
+            // Start with a few watchers on every stream.
+            let op = if step < 6 { 3 } else { next(14) };
+            match op {
+                0..=2 => {
+                    let ops = random_ops(&mut next);
+                    h.txn(&ops);
+                }
+                3 => {
+                    log.extend(drain(rx).into_iter().map(Logged::Message));
+                    let (key, range_end) = RANGES[next(RANGES.len() as u64) as usize];
+                    let last = h.hub.last_published();
+                    let start = match next(4) {
+                        0 => 0,
+                        1 => 1 + next(last as u64) as i64,
+                        2 => last + 1 + next(3) as i64,
+                        _ => (last - next(5) as i64).max(1),
+                    };
+                    let spec = WatchSpec {
+                        filter_put: next(6) == 0,
+                        filter_delete: next(4) == 0,
+                        progress_notify: next(2) == 0,
+                        ..from(spec(key, range_end), start)
+                    };
+                    let (id, header) = stream.create_at(None, spec.clone()).expect("create");
+                    let min_rev = if start <= 0 || start > header {
+                        (header + 1).max(start)
+                    } else {
+                        start
+                    };
+                    log.push(Logged::Created { id, min_rev, spec });
+                }
+                4 => {
+                    log.extend(drain(rx).into_iter().map(Logged::Message));
+                    let ids = stream.watch_ids();
+                    if !ids.is_empty() {
+                        let id = ids[next(ids.len() as u64) as usize];
+                        assert!(stream.cancel(id));
+                        log.push(Logged::Canceled(id));
+                    }
+                }
+                5 => log.extend(drain(rx).into_iter().map(Logged::Message)),
+                6 => log.extend(rx.try_recv().ok().map(Logged::Message)),
+                7 | 8 => {
+                    h.hub.sync_pass().await;
+                }
+                9 => stream.request_progress(),
+                10 => h.hub.send_progress_notifications(),
+                11 => {
+                    // The follower falls behind and installs the leader's snapshot.
+                    let leader = h.store.fork();
+                    for _ in 0..next(25) {
+                        leader.apply(&random_ops(&mut next));
+                    }
+                    if next(3) == 0 {
+                        let (low, high) = (leader.compact_revision(), leader.current_revision());
+                        leader.compact(low + next((high - low + 1) as u64) as i64);
+                    }
+                    h.store.install(&leader);
+                    h.hub.restored();
+                    assert_eq!(h.hub.last_published(), h.store.current_revision());
+                    restores += 1;
+                }
+                12 => {
+                    let (low, high) = (h.store.compact_revision(), h.hub.last_published());
+                    if next(3) == 0 {
+                        h.store.compact(low + next((high - low + 1) as u64) as i64);
+                    }
+                }
+                _ => {
+                    for (_, rx, log) in &mut streams {
+                        log.extend(drain(rx).into_iter().map(Logged::Message));
+                    }
+                }
+            }
+        }
+        // Settle, then one more write: everyone still watching gets it, one way or the other.
+        for round in 0..2 {
+            if round == 1 {
+                h.txn(&[
+                    Op::Put("/a/1", "v"),
+                    Op::Put("/b/1", "v"),
+                    Op::Put("c", "v"),
+                ]);
+            }
+            for _ in 0..5000 {
+                for (_, rx, log) in &mut streams {
+                    log.extend(drain(rx).into_iter().map(Logged::Message));
+                }
+                h.hub.sync_pass().await;
+                if h.hub.unsynced_count() == 0 {
+                    break;
+                }
+            }
+            for (_, rx, log) in &mut streams {
+                log.extend(drain(rx).into_iter().map(Logged::Message));
+            }
+            assert_eq!(h.hub.unsynced_count(), 0, "seed {seed}");
+        }
+        store_reads += h.store.reads();
+
+        let history = h.store.history();
+        for (s, (_, _, log)) in streams.iter().enumerate() {
+            let mut watchers: BTreeMap<i64, Tracked> = BTreeMap::new();
+            for entry in log {
+                match entry {
+                    Logged::Created { id, min_rev, spec } => {
+                        let tracked = Tracked::new(&history, spec, *min_rev);
+                        assert!(watchers.insert(*id, tracked).is_none(), "seed {seed}");
+                    }
+                    Logged::Canceled(id) => {
+                        let w = watchers.get_mut(id).expect("known watcher");
+                        assert!(w.alive(), "seed {seed} stream {s} watcher {id}");
+                        w.canceled = true;
+                    }
+                    Logged::Message(WatchMessage::Events {
+                        watch_id,
+                        revision,
+                        events,
+                    }) => {
+                        let w = watchers.get_mut(watch_id).expect("known watcher");
+                        assert!(w.alive(), "seed {seed} stream {s} watcher {watch_id}");
+                        assert!(!events.is_empty());
+                        assert!(events.iter().all(|e| e.revision() <= *revision));
+                        w.received.extend(events.iter().cloned());
+                    }
+                    Logged::Message(WatchMessage::Compacted {
+                        watch_id,
+                        compact_revision,
+                    }) => {
+                        let w = watchers.get_mut(watch_id).expect("known watcher");
+                        assert!(w.alive(), "seed {seed} stream {s} watcher {watch_id}");
+                        assert!(*compact_revision > 0);
+                        w.compacted = Some(*compact_revision);
+                        compactions += 1;
+                    }
+                    Logged::Message(WatchMessage::Progress {
+                        watch_id: -1,
+                        revision,
+                    }) => {
+                        for (id, w) in watchers.iter().filter(|(_, w)| w.alive()) {
+                            w.check_progress(*revision, &format!("seed {seed} s{s} w{id}"));
+                        }
+                    }
+                    Logged::Message(WatchMessage::Progress { watch_id, revision }) => {
+                        let w = &watchers[watch_id];
+                        assert!(w.alive(), "seed {seed} stream {s} watcher {watch_id}");
+                        w.check_progress(*revision, &format!("seed {seed} s{s} w{watch_id}"));
+                    }
+                }
+            }
+            for (id, w) in &watchers {
+                let context = format!("seed {seed} stream {s} watcher {id}");
+                if let Some(compact) = w.compacted {
+                    assert!(w.expected.starts_with(&w.received), "{context}");
+                    assert!(
+                        w.received.iter().all(|e| e.revision() < compact),
+                        "{context}"
+                    );
+                } else if w.canceled {
+                    assert!(w.expected.starts_with(&w.received), "{context}");
+                } else {
+                    assert_eq!(w.received, w.expected, "{context}");
+                }
+            }
+        }
+    }
+    assert!(restores > 100, "{restores} restores");
+    assert!(
+        compactions > 0,
+        "some watchers must fall behind a compaction"
+    );
+    assert!(store_reads > 0, "some catch-up must read the store");
 }

@@ -1,20 +1,16 @@
-//! The Cluster service (etcd `v3rpc/member.go`).
+//! The Cluster service (etcd `v3rpc/member.go`): membership changes go through raft on the leader
+//! (from any member), with etcd's checks and errors:
 //!
-//! `MemberList` reports the raft membership. Until membership changes land in the engine, the
-//! reconfiguration calls answer what etcd answers when it cannot perform them:
-//!
-//! | call | answer |
-//! |------|--------|
+//! | call | refusal |
+//! |------|---------|
 //! | MemberAdd, bad peer URL | InvalidArgument "etcdserver: given member URLs are invalid" |
 //! | MemberAdd, URL of an existing member | FailedPrecondition "etcdserver: Peer URLs already exists" |
-//! | MemberAdd, voting member | FailedPrecondition "etcdserver: re-configuration failed due to not enough started members" (etcd's strict reconfiguration check: a new voter would leave the cluster without quorum until it starts) |
-//! | MemberAdd, learner | FailedPrecondition "etcdserver: not capable" |
+//! | MemberAdd of a voter the started members could not outvote (etcd's strict reconfiguration check, e.g. a second voter for a one-member cluster) | FailedPrecondition "etcdserver: re-configuration failed due to not enough started members" |
+//! | MemberAdd of a second learner | FailedPrecondition "etcdserver: too many learner members in cluster" |
 //! | MemberRemove / MemberUpdate / MemberPromote, unknown id | NotFound "etcdserver: member not found" |
-//! | MemberRemove of the only voter | FailedPrecondition "etcdserver: re-configuration failed due to not enough started members" (etcd's strict reconfiguration check) |
-//! | MemberUpdate with the member's current URLs | success (nothing changes) |
-//! | MemberUpdate with new URLs | FailedPrecondition "etcdserver: not capable" |
+//! | MemberRemove that would leave no quorum of started members | FailedPrecondition "etcdserver: re-configuration failed due to not enough started members" |
 //! | MemberPromote of a voter | FailedPrecondition "etcdserver: can only promote a learner member" |
-//! | MemberPromote of a learner | FailedPrecondition "etcdserver: not capable" |
+//! | MemberPromote of a learner behind the leader | FailedPrecondition "etcdserver: can only promote a learner member which is in sync with leader" |
 
 use cairn_engine::node::Member;
 use tonic::{Request, Response, Status};
@@ -44,7 +40,26 @@ impl Cluster for ClusterService {
         request: Request<pb::MemberAddRequest>,
     ) -> Result<Response<pb::MemberAddResponse>, Status> {
         let r = request.into_inner();
-        Err(member_add_error(&self.members(), &r.peer_ur_ls, r.is_learner).into())
+        if !urls_valid(&r.peer_ur_ls) {
+            return Err(EtcdError::MemberBadUrls.into());
+        }
+        let (id, members, _) = self
+            .ctx
+            .node
+            .member_add(r.peer_ur_ls.clone(), r.is_learner)
+            .await
+            .map_err(crate::status::kv_error)?;
+        Ok(Response::new(pb::MemberAddResponse {
+            header: Some(self.ctx.header_without_revision()),
+            member: Some(pb::Member {
+                id,
+                name: String::new(),
+                peer_ur_ls: r.peer_ur_ls,
+                client_ur_ls: Vec::new(),
+                is_learner: r.is_learner,
+            }),
+            members: members.into_iter().map(member_to_pb).collect(),
+        }))
     }
 
     async fn member_remove(
@@ -52,15 +67,16 @@ impl Cluster for ClusterService {
         request: Request<pb::MemberRemoveRequest>,
     ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
         let r = request.into_inner();
-        let members = self.members();
-        let Some(member) = members.iter().find(|m| m.id == r.id) else {
-            return Err(EtcdError::MemberNotFound.into());
-        };
-        let voters = members.iter().filter(|m| !m.is_learner).count();
-        if !member.is_learner && voters <= 1 {
-            return Err(EtcdError::MemberNotEnoughStarted.into());
-        }
-        Err(EtcdError::NotCapable.into())
+        let (members, _) = self
+            .ctx
+            .node
+            .member_remove(r.id)
+            .await
+            .map_err(crate::status::kv_error)?;
+        Ok(Response::new(pb::MemberRemoveResponse {
+            header: Some(self.ctx.header_without_revision()),
+            members: members.into_iter().map(member_to_pb).collect(),
+        }))
     }
 
     async fn member_update(
@@ -115,11 +131,16 @@ impl Cluster for ClusterService {
         request: Request<pb::MemberPromoteRequest>,
     ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
         let r = request.into_inner();
-        match self.members().iter().find(|m| m.id == r.id) {
-            None => Err(EtcdError::MemberNotFound.into()),
-            Some(m) if !m.is_learner => Err(EtcdError::MemberNotLearner.into()),
-            Some(_) => Err(EtcdError::NotCapable.into()),
-        }
+        let (members, _) = self
+            .ctx
+            .node
+            .member_promote(r.id)
+            .await
+            .map_err(crate::status::kv_error)?;
+        Ok(Response::new(pb::MemberPromoteResponse {
+            header: Some(self.ctx.header_without_revision()),
+            members: members.into_iter().map(member_to_pb).collect(),
+        }))
     }
 }
 
@@ -130,24 +151,6 @@ pub fn member_to_pb(m: Member) -> pb::Member {
         peer_ur_ls: m.peer_urls,
         client_ur_ls: m.client_urls,
         is_learner: m.is_learner,
-    }
-}
-
-/// Why `MemberAdd` cannot be served (it never can yet): the checks run in etcd's order.
-fn member_add_error(members: &[Member], peer_urls: &[String], is_learner: bool) -> EtcdError {
-    if !urls_valid(peer_urls) {
-        return EtcdError::MemberBadUrls;
-    }
-    if members
-        .iter()
-        .any(|m| m.peer_urls.iter().any(|u| peer_urls.contains(u)))
-    {
-        return EtcdError::PeerUrlExist;
-    }
-    if is_learner {
-        EtcdError::NotCapable
-    } else {
-        EtcdError::MemberNotEnoughStarted
     }
 }
 
@@ -196,37 +199,14 @@ mod tests {
     }
 
     #[test]
-    fn member_add_answers() {
-        let members = [me()];
+    fn peer_urls_are_checked_as_etcd_does() {
         let urls = |u: &str| vec![u.to_owned()];
-        assert_eq!(
-            member_add_error(&members, &[], false),
-            EtcdError::MemberBadUrls
-        );
-        assert_eq!(
-            member_add_error(&members, &urls("127.0.0.1:2380"), false),
-            EtcdError::MemberBadUrls
-        );
-        assert_eq!(
-            member_add_error(&members, &urls("http://h:x"), false),
-            EtcdError::MemberBadUrls
-        );
-        assert_eq!(
-            member_add_error(&members, &urls("http://h:1/p"), false),
-            EtcdError::MemberBadUrls
-        );
-        assert_eq!(
-            member_add_error(&members, &urls("http://127.0.0.1:2380"), false),
-            EtcdError::PeerUrlExist
-        );
-        assert_eq!(
-            member_add_error(&members, &urls("http://10.0.0.2:2380"), false),
-            EtcdError::MemberNotEnoughStarted
-        );
-        assert_eq!(
-            member_add_error(&members, &urls("http://10.0.0.2:2380"), true),
-            EtcdError::NotCapable
-        );
+        assert!(!urls_valid(&[]));
+        assert!(!urls_valid(&urls("127.0.0.1:2380")));
+        assert!(!urls_valid(&urls("http://h:x")));
+        assert!(!urls_valid(&urls("http://h:1/p")));
+        assert!(urls_valid(&urls("http://10.0.0.2:2380")));
+        assert!(urls_valid(&urls("unix://member.sock")));
     }
 
     #[test]

@@ -2,7 +2,9 @@
 
 use std::fmt::Display;
 
-use openraft::errors::{ClientWriteError, ForwardToLeader, LinearizableReadError, RaftError};
+use openraft::errors::{
+    ChangeMembershipError, ClientWriteError, ForwardToLeader, LinearizableReadError, RaftError,
+};
 
 use crate::error::KvError;
 use crate::raft::types::TypeConfig;
@@ -14,6 +16,10 @@ pub(crate) fn from_write_error(
 ) -> KvError {
     match err {
         RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => KvError::LeaderChanged,
+        // The new leader has not committed its first entry yet: nothing was done, ask again.
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(
+            ChangeMembershipError::UncommittedLeaderLog(_),
+        )) => KvError::NotLeader,
         RaftError::APIError(ClientWriteError::ChangeMembershipError(change)) => {
             tracing::info!(%change, "membership change refused");
             KvError::NotEnoughStarted

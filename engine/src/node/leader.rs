@@ -320,15 +320,30 @@ impl Node {
         change: openraft::ChangeMembers<u64, MemberNode>,
         added: Option<u64>,
     ) -> KvResult<LeaderResponse> {
-        let change = self.inner.raft.change_membership(change, false);
-        let response = tokio::time::timeout(REQUEST_TIMEOUT, change)
-            .await
-            .map_err(|_| KvError::Timeout)?
-            .map_err(|err| errors::from_write_error(&err))?;
-        Ok(LeaderResponse::Membership {
-            log_index: response.log_id().index(),
-            added,
-        })
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            let attempt = self.inner.raft.change_membership(change.clone(), false);
+            let result = tokio::time::timeout_at(deadline, attempt)
+                .await
+                .map_err(|_| KvError::Timeout)?;
+            match result {
+                Ok(response) => {
+                    return Ok(LeaderResponse::Membership {
+                        log_index: response.log_id().index(),
+                        added,
+                    });
+                }
+                // Another change (a joint configuration) is still being committed: wait for it.
+                Err(openraft::errors::RaftError::APIError(
+                    openraft::errors::ClientWriteError::ChangeMembershipError(
+                        openraft::errors::ChangeMembershipError::InProgress(_),
+                    ),
+                )) if Instant::now() + Duration::from_millis(50) < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(err) => return Err(errors::from_write_error(&err)),
+            }
+        }
     }
 
     async fn add_member(&self, peer_urls: Vec<String>, learner: bool) -> KvResult<LeaderResponse> {

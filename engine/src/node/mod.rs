@@ -293,7 +293,13 @@ impl Node {
             .raft
             .wait(Some(Duration::from_secs(2)))
             .metrics(
-                |m| m.membership_config.membership().voter_ids().next().is_some(),
+                |m| {
+                    m.membership_config
+                        .membership()
+                        .voter_ids()
+                        .next()
+                        .is_some()
+                },
                 "membership loaded",
             )
             .await
@@ -331,13 +337,17 @@ impl Node {
         {
             return Ok(());
         }
-        self.route(LeaderRequest::MemberAttributes {
-            id: me,
-            name: self.inner.name.clone(),
-            client_urls: wanted_urls.clone(),
-        })
-        .await
-        .map(|_| ())
+        let answer = self
+            .route(LeaderRequest::MemberAttributes {
+                id: me,
+                name: self.inner.name.clone(),
+                client_urls: wanted_urls.clone(),
+            })
+            .await?;
+        if let LeaderResponse::Membership { log_index, .. } = answer {
+            self.wait_applied_membership(log_index).await;
+        }
+        Ok(())
     }
 
     async fn wait_for_leader(&self, limit: Duration) {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use cairn_engine::node::{ClusterState, Node, NodeConfig};
+use cairn_engine::node::{ClusterState, Node, NodeConfig, StopReason};
 use clap::{Args, Parser, Subcommand};
 
 /// Cairn: a replicated key-value engine that speaks the etcd v3 API.
@@ -88,9 +88,16 @@ struct ServerFlags {
     /// Applied entries between raft snapshots.
     #[arg(long, default_value_t = 100_000)]
     snapshot_count: u64,
+    /// Entries kept behind a snapshot for slow followers to catch up from.
+    #[arg(long = "experimental-snapshot-catchup-entries", default_value_t = 5000)]
+    snapshot_catchup_entries: u64,
     /// Interval of watch progress notifications (e.g. 10m, 30s, 500ms).
     #[arg(long = "experimental-watch-progress-notify-interval", default_value = "10m", value_parser = parse_duration)]
     watch_progress_notify_interval: Duration,
+    /// Disaster recovery: make this member the only member of its cluster, keeping its data.
+    /// Start it once with this flag after losing quorum, then add the other members back.
+    #[arg(long)]
+    force_new_cluster: bool,
     /// Log level: debug, info, warn, error.
     #[arg(long, default_value = "info", value_parser = ["debug", "info", "warn", "error", "panic", "fatal"])]
     log_level: String,
@@ -217,7 +224,9 @@ async fn serve(flags: ServerFlags) -> anyhow::Result<()> {
         heartbeat_interval: Duration::from_millis(flags.heartbeat_interval),
         election_timeout: Duration::from_millis(flags.election_timeout),
         snapshot_count: flags.snapshot_count,
+        snapshot_catchup_entries: flags.snapshot_catchup_entries,
         watch_progress_notify_interval: flags.watch_progress_notify_interval,
+        force_new_cluster: flags.force_new_cluster,
     };
     let transport = Arc::new(cairn_kvapi::peer::GrpcTransport::new());
     let node = Node::start(config, transport)
@@ -264,8 +273,15 @@ async fn serve(flags: ServerFlags) -> anyhow::Result<()> {
             stopped,
         ));
     }
+    let mut fatal = None;
     tokio::select! {
         () = shutdown_signal() => {}
+        reason = node.stopped() => match reason {
+            StopReason::Removed => tracing::warn!(
+                "the member has been permanently removed from the cluster; stopping"
+            ),
+            StopReason::RaftStopped => fatal = Some("raft stopped on a fatal error (see above)"),
+        },
         Some(result) = servers.join_next() => {
             result.context("client server task")?.context("client server")?;
         }
@@ -286,7 +302,10 @@ async fn serve(flags: ServerFlags) -> anyhow::Result<()> {
     }
     node.shutdown().await;
     tracing::info!("stopped");
-    Ok(())
+    match fatal {
+        Some(reason) => bail!(reason),
+        None => Ok(()),
+    }
 }
 
 fn main() -> ExitCode {

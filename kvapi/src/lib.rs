@@ -14,6 +14,7 @@
 //! etcd's API layer makes are in `validate.rs`, wire conversions in `convert.rs`, and every
 //! error a client sees is built in `status.rs`.
 
+mod authority;
 pub mod config;
 mod context;
 pub mod convert;
@@ -120,6 +121,8 @@ async fn run(
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(%err, %peer, "setting TCP_NODELAY failed");
         }
+        // etcdctl's `--cluster` commands send an `:authority` h2 would refuse: see authority.rs.
+        let stream = authority::AuthorityFix::new(stream);
         let connection = builder
             .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()))
             .into_owned();

@@ -31,8 +31,13 @@ pub struct NodeConfig {
     pub election_timeout: Duration,
     /// Applied entries between raft snapshots (`--snapshot-count`).
     pub snapshot_count: u64,
+    /// Entries kept in the log behind a snapshot for slow followers to catch up from, before
+    /// they need the snapshot itself (etcd's `--experimental-snapshot-catchup-entries`: 5000).
+    pub snapshot_catchup_entries: u64,
     /// Period of watch progress notifications (etcd: 10 minutes).
     pub watch_progress_notify_interval: Duration,
+    /// Make this member the only member of its cluster, keeping its data (`--force-new-cluster`).
+    pub force_new_cluster: bool,
 }
 
 /// etcd's `ResponseHeader`.

@@ -19,6 +19,7 @@ mod leader;
 mod observer;
 mod peer;
 mod read_index;
+mod recovery;
 mod tasks;
 
 use std::collections::BTreeMap;
@@ -87,6 +88,15 @@ pub enum NodeError {
     ClusterMismatch(String),
 }
 
+/// Why a member stopped serving on its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// A committed membership no longer lists this member.
+    Removed,
+    /// Raft hit a fatal error (storage failure, corrupt input) and stopped.
+    RaftStopped,
+}
+
 /// A running member. Cheap to clone.
 #[derive(Clone)]
 pub struct Node {
@@ -106,6 +116,8 @@ struct NodeInner {
     lessor: Arc<Lessor>,
     read_index: read_index::ReadIndex,
     leader: watch::Receiver<Option<u64>>,
+    /// Becomes true once a committed membership no longer lists this member.
+    removed: watch::Receiver<bool>,
     raft_term: AtomicU64,
     leader_changes: AtomicU64,
     proposals_pending: AtomicI64,
@@ -191,11 +203,20 @@ impl Node {
             lock,
             identity,
             sm,
-            log_store,
+            mut log_store,
             leases,
         } = storage;
         let member_id = identity.member_id;
-        bootstrap::verify_peers(transport.as_ref(), &identity, &initial).await?;
+        if config.force_new_cluster {
+            let me = MemberNode {
+                name: identity.name.clone(),
+                peer_urls: config.advertise_peer_urls.clone(),
+                client_urls: config.advertise_client_urls.clone(),
+            };
+            recovery::force_new_cluster(&mut log_store, member_id, me).await?;
+        } else {
+            bootstrap::verify_peers(transport.as_ref(), &identity, &initial).await?;
+        }
         let store = sm.store();
         let hub = WatchHub::new(
             Arc::new(StoreEvents(store.clone())),
@@ -225,7 +246,7 @@ impl Node {
             // A snapshot transfer may take a while on small hardware; raft waits this long.
             install_snapshot_timeout: (election_ms * 20).max(60_000),
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count.max(1)),
-            max_in_snapshot_log_to_keep: 5000,
+            max_in_snapshot_log_to_keep: config.snapshot_catchup_entries,
             max_payload_entries: 256,
             enable_pre_vote: Some(true),
             ..Default::default()
@@ -248,6 +269,7 @@ impl Node {
         }
 
         let (leader_tx, leader) = watch::channel(None);
+        let (removed_tx, removed) = watch::channel(false);
         let (read_index, read_waiters) = read_index::ReadIndex::new();
         let inner = Arc::new(NodeInner {
             config: config.clone(),
@@ -261,6 +283,7 @@ impl Node {
             lessor,
             read_index,
             leader,
+            removed,
             raft_term: AtomicU64::new(0),
             leader_changes: AtomicU64::new(0),
             proposals_pending: AtomicI64::new(0),
@@ -274,7 +297,7 @@ impl Node {
         let node = Node { inner };
         node.inner
             .tasks
-            .spawn(tasks::track_leader(node.clone(), leader_tx));
+            .spawn(tasks::track_leader(node.clone(), leader_tx, removed_tx));
         node.inner.tasks.spawn(tasks::expire_leases(node.clone()));
         node.inner
             .tasks
@@ -287,23 +310,25 @@ impl Node {
             hub,
             config.watch_progress_notify_interval,
         ));
-        // Raft publishes the recovered membership asynchronously; wait (briefly) for it.
-        let membership_known = node
-            .inner
-            .raft
-            .wait(Some(Duration::from_secs(2)))
-            .metrics(
-                |m| {
-                    m.membership_config
-                        .membership()
-                        .voter_ids()
-                        .next()
-                        .is_some()
-                },
-                "membership loaded",
-            )
-            .await
-            .is_ok();
+        // Raft publishes the recovered membership asynchronously; wait (briefly) for it. A
+        // joining member has none until the leader reaches it.
+        let membership_known = (initialized || bootstrapping)
+            && node
+                .inner
+                .raft
+                .wait(Some(Duration::from_secs(2)))
+                .metrics(
+                    |m| {
+                        m.membership_config
+                            .membership()
+                            .voter_ids()
+                            .next()
+                            .is_some()
+                    },
+                    "membership loaded",
+                )
+                .await
+                .is_ok();
         let alone = membership_known && node.voters().len() == 1;
         if alone {
             node.wait_for_leader(Duration::from_secs(10)).await;
@@ -840,6 +865,16 @@ impl Node {
 
     pub fn watch_hub(&self) -> &Arc<WatchHub> {
         &self.inner.hub
+    }
+
+    /// Completes when this member can no longer serve: it was removed from the cluster (etcd
+    /// then stops it), or raft stopped on a fatal error (logged where it happened).
+    pub async fn stopped(&self) -> StopReason {
+        let mut removed = self.inner.removed.clone();
+        match removed.wait_for(|removed| *removed).await {
+            Ok(_) => StopReason::Removed,
+            Err(_) => StopReason::RaftStopped,
+        }
     }
 
     /// Current leader id (None while there is none); `changed()` wakes on leader changes.

@@ -154,7 +154,13 @@ impl PeerService {
             envelope.from,
             rand::random::<u64>()
         ));
-        let file = tokio::fs::File::create(&path).await?;
+        // Read back by the install, so open for both.
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await?;
         tracing::info!(from = %format!("{:016x}", envelope.from),
             last_log_id = ?meta.last_log_id, "receiving a snapshot");
         Ok(SnapshotReceiver {

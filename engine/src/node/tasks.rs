@@ -76,15 +76,33 @@ impl ApplyObserver for LateObserver {
 
 /// Follows raft's metrics: publishes the leader, counts changes, and promotes or demotes the
 /// lessor when this member gains or loses leadership.
-pub(super) async fn track_leader(node: Node, leader_tx: watch::Sender<Option<u64>>) {
+///
+/// Also notices when a committed membership no longer lists this member (it was removed) and
+/// says so through `removed_tx`.
+pub(super) async fn track_leader(
+    node: Node,
+    leader_tx: watch::Sender<Option<u64>>,
+    removed_tx: watch::Sender<bool>,
+) {
     let inner = &node.inner;
     let mut metrics = inner.raft.metrics();
     let mut last_leader: Option<u64> = None;
+    // A joining member replays memberships from before it was added: only a member that has
+    // been in a committed membership can be removed from one.
+    let mut was_member = false;
     loop {
-        let (leader, term) = {
+        let (leader, term, listed) = {
             let m = metrics.borrow_and_update();
-            (m.current_leader, m.current_term)
+            let committed = &m.committed_membership_config;
+            let listed = committed.log_id().is_some()
+                && committed.membership().get_node(&inner.member_id).is_some();
+            (m.current_leader, m.current_term, listed)
         };
+        was_member |= listed;
+        if was_member && !listed && !*removed_tx.borrow() {
+            tracing::warn!("this member has been removed from the cluster");
+            removed_tx.send_replace(true);
+        }
         inner.raft_term.store(term, Ordering::Relaxed);
         if leader != last_leader {
             if leader.is_some() {

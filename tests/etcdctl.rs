@@ -2015,3 +2015,56 @@ fn elect_campaign_observe_and_failover() {
     assert_eq!(stored.len(), 1, "the resigned leader's key is gone");
     assert_eq!(stored[0].key, second_key);
 }
+
+// ---------------------------------------------------------------------------------------------
+// endpoint --cluster
+// ---------------------------------------------------------------------------------------------
+
+/// With `--cluster`, etcdctl asks for the member list, then dials each member's client URL as the
+/// gRPC target `passthrough:///http://127.0.0.1:PORT`, so its requests carry
+/// `:authority: http://127.0.0.1:PORT`, which etcd ignores.
+#[test]
+fn endpoint_commands_with_cluster_dial_each_members_client_url() {
+    let Some(server) = start() else { return };
+    let ctl = Ctl::new(&server);
+    ctl.ok(&["put", "k", "v"]);
+    let member_id = ctl.member_id();
+    let url = server.url();
+
+    let status = ctl.json(&["endpoint", "status", "--cluster"]);
+    assert_eq!(status.as_array().map(Vec::len), Some(1), "{status}");
+    assert_eq!(status[0]["Endpoint"], url.as_str());
+    let st = &status[0]["Status"];
+    assert_eq!(st["header"]["member_id"].as_u64(), Some(member_id), "{st}");
+    assert_eq!(st["leader"].as_u64(), Some(member_id), "{st}");
+    assert_eq!(revision(st), 2);
+    assert!(int(st, "dbSize") > 0, "{st}");
+    assert!(st["raftTerm"].as_u64().is_some_and(|t| t >= 1), "{st}");
+    let plain = ctl.ok(&["endpoint", "status", "--cluster"]);
+    assert!(
+        plain.starts_with(&format!("{url}, {member_id:x}, ")),
+        "{plain:?}"
+    );
+
+    let (ok, out, err) = ctl.run(&["endpoint", "health", "--cluster"]);
+    assert!(ok, "{out}{err}");
+    let healthy = format!("{url} is healthy: successfully committed proposal: took = ");
+    assert!(err.lines().any(|l| l.starts_with(&healthy)), "{err:?}");
+    let health = ctl.json(&["endpoint", "health", "--cluster"]);
+    assert_eq!(health.as_array().map(Vec::len), Some(1), "{health}");
+    assert_eq!(health[0]["endpoint"], url.as_str());
+    assert_eq!(health[0]["health"], true, "{health}");
+
+    let hash = ctl.json(&["endpoint", "hashkv", "--cluster"]);
+    assert_eq!(hash.as_array().map(Vec::len), Some(1), "{hash}");
+    assert_eq!(hash[0]["Endpoint"], url.as_str());
+    assert_eq!(
+        hash[0]["HashKV"]["header"]["member_id"].as_u64(),
+        Some(member_id)
+    );
+    let direct = ctl.json(&["endpoint", "hashkv"]);
+    assert_eq!(
+        hash[0]["HashKV"]["hash"], direct[0]["HashKV"]["hash"],
+        "the same store, dialled either way"
+    );
+}

@@ -6,6 +6,8 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod cluster;
+pub mod linearizability;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

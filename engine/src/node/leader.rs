@@ -156,6 +156,11 @@ impl Node {
             Ok(bytes) => wire::decode::<KvResult<LeaderResponse>>(&bytes)
                 .map_err(|e| KvError::Internal(e.to_string()))?,
             Err(TransportError::Unreachable { .. }) => Err(KvError::NotLeader),
+            Err(TransportError::Removed { .. }) => {
+                tracing::warn!("the leader says this member was removed from the cluster");
+                self.inner.removed_tx.send_replace(true);
+                Err(KvError::Stopping)
+            }
             Err(TransportError::Rejected { reason, .. }) => Err(KvError::Internal(reason)),
             Err(err) => {
                 tracing::debug!(%err, "forwarding to the leader");
@@ -372,18 +377,11 @@ impl Node {
             peer_urls,
             client_urls: Vec::new(),
         };
-        if learner {
-            let add = self.inner.raft.add_learner(id, node, false);
-            let response = tokio::time::timeout(REQUEST_TIMEOUT, add)
-                .await
-                .map_err(|_| KvError::Timeout)?
-                .map_err(|err| errors::from_write_error(&err))?;
-            return Ok(LeaderResponse::Membership {
-                log_index: response.log_id().index(),
-                added: Some(id),
-            });
-        }
-        let change = openraft::ChangeMembers::AddVoters(BTreeMap::from([(id, node)]));
+        let change = if learner {
+            openraft::ChangeMembers::AddNodes(BTreeMap::from([(id, node)]))
+        } else {
+            openraft::ChangeMembers::AddVoters(BTreeMap::from([(id, node)]))
+        };
         self.change_membership(change, Some(id)).await
     }
 

@@ -118,6 +118,12 @@ struct NodeInner {
     leader: watch::Receiver<Option<u64>>,
     /// Becomes true once a committed membership no longer lists this member.
     removed: watch::Receiver<bool>,
+    /// Set when this member learns it was removed (a committed membership without it, or a peer
+    /// refusing its messages); kept by the peer network and the leader tracker.
+    removed_tx: Arc<watch::Sender<bool>>,
+    /// Members this one has seen in a committed membership and then seen removed: their
+    /// messages are refused with "removed" so they learn it and stop.
+    removed_peers: std::sync::Mutex<std::collections::BTreeSet<u64>>,
     raft_term: AtomicU64,
     leader_changes: AtomicU64,
     proposals_pending: AtomicI64,
@@ -253,7 +259,13 @@ impl Node {
         }
         .validate()
         .map_err(|e| NodeError::Config(e.to_string()))?;
-        let network = PeerNetwork::new(Arc::clone(&transport), identity.cluster_id, member_id);
+        let removed_tx = Arc::new(watch::Sender::new(false));
+        let network = PeerNetwork::new(
+            Arc::clone(&transport),
+            identity.cluster_id,
+            member_id,
+            Arc::clone(&removed_tx),
+        );
         let raft = Raft::new(member_id, Arc::new(raft_config), network, log_store, sm)
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
@@ -269,7 +281,7 @@ impl Node {
         }
 
         let (leader_tx, leader) = watch::channel(None);
-        let (removed_tx, removed) = watch::channel(false);
+        let removed = removed_tx.subscribe();
         let (read_index, read_waiters) = read_index::ReadIndex::new();
         let inner = Arc::new(NodeInner {
             config: config.clone(),
@@ -284,6 +296,8 @@ impl Node {
             read_index,
             leader,
             removed,
+            removed_tx: Arc::clone(&removed_tx),
+            removed_peers: std::sync::Mutex::default(),
             raft_term: AtomicU64::new(0),
             leader_changes: AtomicU64::new(0),
             proposals_pending: AtomicI64::new(0),
@@ -297,7 +311,7 @@ impl Node {
         let node = Node { inner };
         node.inner
             .tasks
-            .spawn(tasks::track_leader(node.clone(), leader_tx, removed_tx));
+            .spawn(tasks::track_leader(node.clone(), leader_tx));
         node.inner.tasks.spawn(tasks::expire_leases(node.clone()));
         node.inner
             .tasks
@@ -871,9 +885,11 @@ impl Node {
     /// then stops it), or raft stopped on a fatal error (logged where it happened).
     pub async fn stopped(&self) -> StopReason {
         let mut removed = self.inner.removed.clone();
-        match removed.wait_for(|removed| *removed).await {
-            Ok(_) => StopReason::Removed,
-            Err(_) => StopReason::RaftStopped,
+        let mut metrics = self.inner.raft.metrics();
+        tokio::select! {
+            _ = removed.wait_for(|removed| *removed) => StopReason::Removed,
+            // The metrics channel closes when raft's core stops.
+            () = async { while metrics.changed().await.is_ok() {} } => StopReason::RaftStopped,
         }
     }
 

@@ -26,6 +26,9 @@ pub enum PeerError {
     BadMessage(String),
     #[error("member is stopping")]
     Stopping,
+    /// The sender was removed from the cluster (it should stop).
+    #[error("member {0:016x} has been removed from the cluster")]
+    Removed(u64),
     #[error("snapshot: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -69,6 +72,16 @@ impl PeerService {
                  the sender {:016x} to cluster {:016x}",
                 self.node.inner.member_id, envelope.from, envelope.cluster_id
             )));
+        }
+        let removed = self
+            .node
+            .inner
+            .removed_peers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&envelope.from);
+        if removed {
+            return Err(PeerError::Removed(envelope.from));
         }
         let me = self.node.inner.member_id;
         if envelope.to != me && !(probe && envelope.to == 0) {

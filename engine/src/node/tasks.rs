@@ -1,5 +1,6 @@
 //! The node's background tasks: leader tracking and lease expiry.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -79,29 +80,36 @@ impl ApplyObserver for LateObserver {
 ///
 /// Also notices when a committed membership no longer lists this member (it was removed) and
 /// says so through `removed_tx`.
-pub(super) async fn track_leader(
-    node: Node,
-    leader_tx: watch::Sender<Option<u64>>,
-    removed_tx: watch::Sender<bool>,
-) {
+pub(super) async fn track_leader(node: Node, leader_tx: watch::Sender<Option<u64>>) {
     let inner = &node.inner;
     let mut metrics = inner.raft.metrics();
     let mut last_leader: Option<u64> = None;
     // A joining member replays memberships from before it was added: only a member that has
-    // been in a committed membership can be removed from one.
-    let mut was_member = false;
+    // been in a committed membership can be removed from one. The same holds for peers.
+    let mut seen_members: BTreeSet<u64> = BTreeSet::new();
     loop {
-        let (leader, term, listed) = {
+        let (leader, term, members) = {
             let m = metrics.borrow_and_update();
             let committed = &m.committed_membership_config;
-            let listed = committed.log_id().is_some()
-                && committed.membership().get_node(&inner.member_id).is_some();
-            (m.current_leader, m.current_term, listed)
+            let members: BTreeSet<u64> = if committed.log_id().is_some() {
+                committed.membership().nodes().map(|(id, _)| *id).collect()
+            } else {
+                BTreeSet::new()
+            };
+            (m.current_leader, m.current_term, members)
         };
-        was_member |= listed;
-        if was_member && !listed && !*removed_tx.borrow() {
+        seen_members.extend(members.iter().copied());
+        {
+            let mut removed_peers = inner
+                .removed_peers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            *removed_peers = seen_members.difference(&members).copied().collect();
+        }
+        let was_member = seen_members.contains(&inner.member_id);
+        if was_member && !members.contains(&inner.member_id) && !*inner.removed_tx.borrow() {
             tracing::warn!("this member has been removed from the cluster");
-            removed_tx.send_replace(true);
+            inner.removed_tx.send_replace(true);
         }
         inner.raft_term.store(term, Ordering::Relaxed);
         if leader != last_leader {

@@ -18,6 +18,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult,
     TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
+use tokio::sync::watch;
 
 use crate::raft::transport::{Envelope, PeerRpc, PeerTarget, PeerTransport, TransportError};
 use crate::raft::types::{MemberNode, Snapshot, TypeConfig, Vote};
@@ -33,14 +34,22 @@ pub struct PeerNetwork {
     transport: Arc<dyn PeerTransport>,
     cluster_id: u64,
     member_id: u64,
+    removed: Arc<watch::Sender<bool>>,
 }
 
 impl PeerNetwork {
-    pub fn new(transport: Arc<dyn PeerTransport>, cluster_id: u64, member_id: u64) -> Self {
+    /// `removed` is set when a peer answers that this member was removed from the cluster.
+    pub fn new(
+        transport: Arc<dyn PeerTransport>,
+        cluster_id: u64,
+        member_id: u64,
+        removed: Arc<watch::Sender<bool>>,
+    ) -> Self {
         Self {
             transport,
             cluster_id,
             member_id,
+            removed,
         }
     }
 }
@@ -51,6 +60,18 @@ pub struct PeerClient {
     transport: Arc<dyn PeerTransport>,
     target: PeerTarget,
     envelope: Envelope,
+    removed: Arc<watch::Sender<bool>>,
+}
+
+/// Records a peer's "you were removed" answer; passes every error on.
+fn note_removal(removed: &watch::Sender<bool>, err: TransportError) -> TransportError {
+    if let TransportError::Removed { member } = &err {
+        if !*removed.borrow() {
+            tracing::warn!(peer = %format!("{member:016x}"), "a peer says this member was removed");
+        }
+        removed.send_replace(true);
+    }
+    err
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
@@ -68,6 +89,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
                 from: self.member_id,
                 to: target,
             },
+            removed: Arc::clone(&self.removed),
         }
     }
 }
@@ -76,9 +98,9 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
 #[allow(clippy::needless_pass_by_value)] // used as `map_err(rpc_error)`
 fn rpc_error(err: TransportError) -> RPCError<TypeConfig> {
     match err {
-        TransportError::Unreachable { .. } | TransportError::Rejected { .. } => {
-            RPCError::Unreachable(Unreachable::new(&err))
-        }
+        TransportError::Unreachable { .. }
+        | TransportError::Rejected { .. }
+        | TransportError::Removed { .. } => RPCError::Unreachable(Unreachable::new(&err)),
         TransportError::Failed { .. } | TransportError::Timeout { .. } => {
             RPCError::Network(NetworkError::new(&err))
         }
@@ -133,7 +155,7 @@ impl PeerClient {
             .transport
             .unary(&self.target, rpc, self.envelope, payload, option.soft_ttl())
             .await
-            .map_err(rpc_error)?;
+            .map_err(|e| rpc_error(note_removal(&self.removed, e)))?;
         let answer: Result<Resp, String> = wire::decode(&answer).map_err(|e| decode_error(&e))?;
         // The peer's raft stopped (a fatal error there): nothing to retry soon.
         answer.map_err(|reason| {
@@ -204,10 +226,11 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
                 .transport
                 .append_stream(&self.target, self.envelope, requests)
                 .await
-                .map_err(rpc_error)?;
+                .map_err(|e| rpc_error(note_removal(&self.removed, e)))?;
+            let removed = Arc::clone(&self.removed);
             let answers = answers
-                .map(|answer| {
-                    let bytes = answer.map_err(rpc_error)?;
+                .map(move |answer| {
+                    let bytes = answer.map_err(|e| rpc_error(note_removal(&removed, e)))?;
                     let decoded: Result<StreamAppendResult<TypeConfig>, String> =
                         wire::decode(&bytes).map_err(|e| decode_error(&e))?;
                     decoded
@@ -271,7 +294,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         );
         let answer = tokio::select! {
             closed = cancel => return Err(StreamingError::Closed(closed)),
-            answer = send => answer.map_err(streaming_error)?,
+            answer = send => answer.map_err(|e| streaming_error(note_removal(&self.removed, e)))?,
         };
         let answer: Result<SnapshotResponse<TypeConfig>, String> =
             wire::decode(&answer).map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;

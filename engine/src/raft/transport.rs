@@ -77,6 +77,9 @@ pub enum TransportError {
     /// The peer answered with a refusal (another cluster, another member, a bad message).
     #[error("peer {member:016x} refused the message: {reason}")]
     Rejected { member: u64, reason: String },
+    /// The peer knows the sender was removed from the cluster.
+    #[error("peer {member:016x}: this member has been removed from the cluster")]
+    Removed { member: u64 },
 }
 
 /// A stream of encoded messages.

@@ -118,6 +118,15 @@ impl GrpcTransport {
                 member,
                 reason: status.message().to_string(),
             },
+            Code::PermissionDenied => TransportError::Removed { member },
+            // A cached connection that had to reconnect and could not: nothing was sent.
+            Code::Unavailable if never_connected(status) => {
+                self.forget(target);
+                TransportError::Unreachable {
+                    member,
+                    reason: status.message().to_string(),
+                }
+            }
             Code::DeadlineExceeded => {
                 self.forget(target);
                 TransportError::Timeout {
@@ -134,6 +143,26 @@ impl GrpcTransport {
             }
         }
     }
+}
+
+/// Whether a failed call never reached the peer: connecting failed (connection refused, host
+/// unreachable, connect timeout), as opposed to a connection lost while a call was in flight.
+fn never_connected(status: &Status) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::HostUnreachable
+                    | std::io::ErrorKind::NetworkUnreachable
+                    | std::io::ErrorKind::AddrNotAvailable
+            );
+        }
+        source = err.source();
+    }
+    // tonic reports a failed (re)connect of a cached channel this way.
+    status.message().contains("tcp connect error")
 }
 
 /// Reads `data` in chunks on a blocking thread; the first chunk also carries envelope and meta.

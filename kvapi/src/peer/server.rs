@@ -18,11 +18,13 @@ struct PeerGrpc {
     service: PeerService,
 }
 
+#[allow(clippy::needless_pass_by_value)] // used as `map_err(status)`
 fn status(err: PeerError) -> Status {
-    match err {
+    match &err {
         PeerError::Mismatch(reason) => Status::failed_precondition(reason),
         PeerError::BadMessage(reason) => Status::invalid_argument(reason),
         PeerError::Stopping => Status::unavailable("member is stopping"),
+        PeerError::Removed(_) => Status::permission_denied(err.to_string()),
         PeerError::Io(err) => Status::internal(err.to_string()),
     }
 }

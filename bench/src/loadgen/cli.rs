@@ -32,7 +32,8 @@ pub enum Command {
     WatchLatency(WatchArgs),
     /// Lease keep-alives on one stream per client (etcd `benchmark lease-keepalive`).
     LeaseKeepalive(LeaseArgs),
-    /// Run one workload against etcd, Cairn and a null server in turn, and compare.
+    /// Run one workload against etcd, Cairn and a null server in turn (or against etcd and
+    /// Cairn clusters), and compare.
     Compare(CompareArgs),
     /// A gRPC server answering `Put`, `Range`, `Txn`, `DeleteRange` and `Compact` with empty responses:
     /// the RPC ceiling of the machine.
@@ -234,11 +235,29 @@ pub struct LeaseArgs {
     pub ttl: i64,
 }
 
+/// Which member's client endpoint `compare` lists first for a cluster.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstEndpoint {
+    /// The leader's, then the followers' in member order.
+    Leader,
+    /// A follower's, then the leader's, then the other followers'.
+    Follower,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct CompareArgs {
     /// Rounds; each round runs etcd, Cairn and the null server once, in that order.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// Members of each etcd and Cairn deployment. 1 = a single server; N > 1 = an N-member
+    /// cluster on loopback ports whose client endpoints are all given to the workload (which
+    /// opens connection i to endpoint i mod N); the null server is skipped.
+    #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=9))]
+    pub members: usize,
+    /// With --members > 1: whose endpoint comes first, and so which member a one-connection
+    /// workload talks to. The leader's share of the connections is the same either way.
+    #[arg(long, value_enum, default_value = "leader")]
+    pub first_endpoint: FirstEndpoint,
     /// The etcd binary.
     #[arg(long, default_value = "/usr/bin/etcd")]
     pub etcd: PathBuf,
@@ -325,6 +344,30 @@ mod tests {
             panic!("not compare")
         };
         assert_eq!(args.rounds, 2);
+        assert_eq!(args.members, 1);
         assert_eq!(args.workload, ["put", "--clients", "64"]);
+    }
+
+    #[test]
+    fn compare_takes_a_cluster_size() {
+        let cli = Cli::try_parse_from([
+            "loadgen",
+            "compare",
+            "--members",
+            "3",
+            "--first-endpoint",
+            "follower",
+            "--",
+            "put",
+        ])
+        .expect("parses");
+        let Command::Compare(args) = cli.command else {
+            panic!("not compare")
+        };
+        assert_eq!(args.members, 3);
+        assert_eq!(args.first_endpoint, FirstEndpoint::Follower);
+        assert!(
+            Cli::try_parse_from(["loadgen", "compare", "--members", "0", "--", "put"]).is_err()
+        );
     }
 }

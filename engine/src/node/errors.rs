@@ -31,9 +31,14 @@ pub(crate) fn from_write_error(
     }
 }
 
+/// A leader that cannot reach a quorum to confirm its leadership answers as etcd does when a
+/// read index cannot be obtained: "request timed out".
 pub(crate) fn from_read_error(
     err: &RaftError<TypeConfig, LinearizableReadError<TypeConfig>>,
 ) -> KvError {
+    if let RaftError::APIError(LinearizableReadError::QuorumNotEnough(_)) = err {
+        return KvError::Timeout;
+    }
     from_raft_error(err, |api| match api {
         LinearizableReadError::ForwardToLeader(forward) => Some(forward),
         LinearizableReadError::QuorumNotEnough(_) => None,

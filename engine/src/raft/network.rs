@@ -188,7 +188,9 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
     fn stream_append<S>(
         &mut self,
         input: S,
-        option: RPCOption,
+        // The stream lives as long as replication does; the transport's keep-alives (not a
+        // per-call deadline) detect a dead peer.
+        _option: RPCOption,
     ) -> BoxFuture<
         '_,
         Result<
@@ -199,7 +201,6 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
     where
         S: futures::Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
     {
-        let _ = option;
         async move {
             // A cut request ends the pipeline after its answer (raft resumes from the answer).
             let requests = input

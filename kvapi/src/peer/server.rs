@@ -115,9 +115,18 @@ pub async fn serve_peers(
     let server = PeerServer::new(PeerGrpc { service })
         .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES);
+    // tonic's `tcp_nodelay` does not apply to an incoming stream: set it on each accepted
+    // socket, or small raft answers wait for the peer's delayed ACK (~40 ms).
+    let incoming = TcpListenerStream::new(listener).map(|accepted| {
+        if let Ok(socket) = &accepted
+            && let Err(err) = socket.set_nodelay(true)
+        {
+            tracing::warn!(%err, "cannot set TCP_NODELAY on a peer connection");
+        }
+        accepted
+    });
     tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_service(server)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

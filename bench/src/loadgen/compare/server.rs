@@ -1,5 +1,6 @@
-//! Starting and stopping the compared servers: etcd, Cairn and the null server, each on free
-//! loopback ports with a fresh data dir, output to a log file beside it.
+//! Starting and stopping one server process: etcd, Cairn or the null server, each with a fresh
+//! data dir, output to a log file beside it. A member of a cluster is one such process;
+//! [`super::deployment`] starts the members together.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,12 @@ use crate::loadgen::connect;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Raft timing, passed explicitly to both etcd and Cairn (both servers' defaults, in ms).
+const HEARTBEAT_INTERVAL_MS: u64 = 100;
+const ELECTION_TIMEOUT_MS: u64 = 1000;
+/// `--initial-cluster-token` of the clusters `compare` starts.
+const CLUSTER_TOKEN: &str = "loadgen-compare";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -42,10 +49,39 @@ pub struct Binaries {
     pub loadgen: PathBuf,
 }
 
+/// One member's name and loopback ports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub name: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+}
+
+impl Member {
+    pub fn client_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+}
+
+/// `name=peer_url,…`, etcd's `--initial-cluster`.
+fn initial_cluster(cluster: &[Member]) -> String {
+    cluster
+        .iter()
+        .map(|m| format!("{}={}", m.name, m.peer_url()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// A running server. Dropping it kills the process (SIGKILL); [`ServerProcess::stop`] asks it
 /// to exit first.
 pub struct ServerProcess {
     pub kind: ServerKind,
+    /// The member's name (`default` for a single server).
+    pub name: String,
     /// `127.0.0.1:port` of the client API.
     pub endpoint: String,
     child: Child,
@@ -55,59 +91,108 @@ pub struct ServerProcess {
 
 /// A port that was free a moment ago (the OS picks it; we release it for the server).
 pub fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("no free port")?;
-    Ok(listener.local_addr()?.port())
+    Ok(free_ports(1)?[0])
+}
+
+/// `count` distinct ports that were free a moment ago (all held until all are picked).
+pub fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
+    let listeners = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").context("no free port"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
+}
+
+/// A fresh directory for one server's data and log, under `data_root` (default: the temp dir).
+pub fn fresh_dir(data_root: Option<&Path>) -> anyhow::Result<tempfile::TempDir> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("loadgen-");
+    Ok(match data_root {
+        Some(root) => builder
+            .tempdir_in(root)
+            .with_context(|| format!("cannot create a data dir in {}", root.display()))?,
+        None => builder.tempdir()?,
+    })
 }
 
 impl ServerProcess {
-    /// Starts `kind` with a fresh data dir under `data_root` (default: the temp dir) and waits
-    /// until it answers a Range.
+    /// Starts `kind` alone with a fresh data dir under `data_root` (default: the temp dir) and
+    /// waits until it answers a Range.
     pub async fn start(
         kind: ServerKind,
         binaries: &Binaries,
         data_root: Option<&Path>,
     ) -> anyhow::Result<Self> {
-        let dir = match data_root {
-            Some(root) => tempfile::Builder::new()
-                .prefix("loadgen-")
-                .tempdir_in(root)?,
-            None => tempfile::Builder::new().prefix("loadgen-").tempdir()?,
+        let dir = fresh_dir(data_root)?;
+        let ports = free_ports(2)?;
+        let me = Member {
+            name: "default".to_string(),
+            client_port: ports[0],
+            peer_port: ports[1],
         };
+        let mut server = Self::spawn(kind, binaries, dir, &me, std::slice::from_ref(&me))?;
+        server.wait_ready().await?;
+        Ok(server)
+    }
+
+    /// Starts `kind` as member `me` of `cluster` (which includes `me`) in `dir`, without
+    /// waiting for it. A one-member `cluster` is a single server, started as `start` does.
+    pub fn spawn(
+        kind: ServerKind,
+        binaries: &Binaries,
+        dir: tempfile::TempDir,
+        me: &Member,
+        cluster: &[Member],
+    ) -> anyhow::Result<Self> {
         let data_dir = dir.path().join("data");
-        let client_port = free_port()?;
-        let peer_port = free_port()?;
-        let client_url = format!("http://127.0.0.1:{client_port}");
-        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let (client_url, peer_url) = (me.client_url(), me.peer_url());
+        let multi = cluster.len() > 1;
+        let timing = [
+            format!("--heartbeat-interval={HEARTBEAT_INTERVAL_MS}"),
+            format!("--election-timeout={ELECTION_TIMEOUT_MS}"),
+        ];
+        // Flags both servers take with the same meaning (etcd's names).
+        let mut shared = vec![
+            format!("--name={}", me.name),
+            format!("--data-dir={}", data_dir.display()),
+            format!("--listen-client-urls={client_url}"),
+            format!("--advertise-client-urls={client_url}"),
+            format!("--listen-peer-urls={peer_url}"),
+            format!("--initial-advertise-peer-urls={peer_url}"),
+        ];
+        if multi {
+            shared.extend([
+                format!("--initial-cluster={}", initial_cluster(cluster)),
+                format!("--initial-cluster-token={CLUSTER_TOKEN}"),
+                "--initial-cluster-state=new".to_string(),
+            ]);
+        }
         let mut command = match kind {
             ServerKind::Etcd => {
                 let mut command = Command::new(&binaries.etcd);
-                command
-                    .arg("--name=default")
-                    .arg(format!("--data-dir={}", data_dir.display()))
-                    .arg(format!("--listen-client-urls={client_url}"))
-                    .arg(format!("--advertise-client-urls={client_url}"))
-                    .arg(format!("--listen-peer-urls={peer_url}"))
-                    .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-                    .arg(format!("--initial-cluster=default={peer_url}"))
-                    .arg("--logger=zap")
-                    .arg("--log-level=warn");
+                command.args(&shared).args(&timing);
+                if !multi {
+                    // etcd's default names `default=http://localhost:2380`.
+                    command.arg(format!("--initial-cluster={}", initial_cluster(cluster)));
+                }
+                command.arg("--logger=zap").arg("--log-level=warn");
                 command
             }
             ServerKind::Cairn => {
                 let mut command = Command::new(&binaries.cairn);
-                command
-                    .arg("--name=default")
-                    .arg(format!("--data-dir={}", data_dir.display()))
-                    .arg(format!("--listen-client-urls={client_url}"))
-                    .arg(format!("--listen-peer-urls={peer_url}"))
-                    .arg("--log-level=warn");
+                command.args(&shared).args(&timing).arg("--log-level=warn");
                 command
             }
             ServerKind::Null => {
+                if multi {
+                    bail!("the null server cannot run as a cluster");
+                }
                 let mut command = Command::new(&binaries.loadgen);
                 command
                     .arg("null-server")
-                    .arg(format!("--listen=127.0.0.1:{client_port}"));
+                    .arg(format!("--listen=127.0.0.1:{}", me.client_port));
                 command
             }
         };
@@ -120,27 +205,34 @@ impl ServerProcess {
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("cannot start {kind}"))?;
-        let mut server = Self {
+        Ok(Self {
             kind,
-            endpoint: format!("127.0.0.1:{client_port}"),
+            name: me.name.clone(),
+            endpoint: format!("127.0.0.1:{}", me.client_port),
             child,
             log,
             _dir: dir,
-        };
-        server.wait_ready().await?;
-        Ok(server)
+        })
+    }
+
+    /// An error with the log's tail if the process has exited.
+    pub fn check_running(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!(
+                "{} {} exited ({status}); log:\n{}",
+                self.kind,
+                self.name,
+                self.log_tail()
+            );
+        }
+        Ok(())
     }
 
     async fn wait_ready(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!(
-                    "{} exited before it was ready ({status}); log:\n{}",
-                    self.kind,
-                    self.log_tail()
-                );
-            }
+            self.check_running()
+                .with_context(|| format!("{} was not ready yet", self.kind))?;
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 bail!(
@@ -170,20 +262,32 @@ impl ServerProcess {
         parse_vm_hwm(&status).context("no VmHWM in /proc/PID/status")
     }
 
-    /// Asks the server to exit (SIGTERM), waits up to 10 s, then kills it.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
+    /// Asks the server to exit (SIGTERM) without waiting.
+    pub async fn terminate(&self) {
         if let Some(pid) = self.child.id() {
             let _ = Command::new("kill")
                 .arg("-TERM")
                 .arg(pid.to_string())
                 .status()
                 .await;
-            if tokio::time::timeout(STOP_TIMEOUT, self.child.wait())
+        }
+    }
+
+    /// Asks the server to exit (SIGTERM), waits up to 10 s, then kills it.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.terminate().await;
+        self.wait_or_kill().await
+    }
+
+    /// Waits up to 10 s for the server to exit (after [`ServerProcess::terminate`]), then
+    /// kills it.
+    pub async fn wait_or_kill(mut self) -> anyhow::Result<()> {
+        if self.child.id().is_some()
+            && tokio::time::timeout(STOP_TIMEOUT, self.child.wait())
                 .await
                 .is_ok()
-            {
-                return Ok(());
-            }
+        {
+            return Ok(());
         }
         self.child.kill().await?;
         Ok(())

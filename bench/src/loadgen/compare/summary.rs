@@ -8,13 +8,27 @@ use serde::Serialize;
 use super::server::ServerKind;
 use crate::loadgen::report::Report;
 
-/// One workload run against one server.
+/// One workload run against one server or cluster.
 #[derive(Clone, Debug, Serialize)]
 pub struct Run {
     pub round: usize,
     pub server: ServerKind,
+    /// Peak RSS of the server; of a cluster, the largest member's.
     pub peak_rss_bytes: u64,
+    /// The members' peak RSS added up (the same as `peak_rss_bytes` for a single server).
+    pub peak_rss_sum_bytes: u64,
+    /// How far a cluster's raft term advanced during the workload (each election attempt
+    /// advances it): 0 when the leader held; `None` for a single server or when unknown.
+    pub elections: Option<u64>,
     pub report: Report,
+}
+
+/// What was deployed: a single server or clusters of `members`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Layout {
+    pub members: usize,
+    /// For clusters, whose client endpoint the workload got first (`leader` or `follower`).
+    pub first_endpoint: Option<String>,
 }
 
 /// One operation on one server, over all rounds.
@@ -34,7 +48,12 @@ pub struct OpSummary {
 #[derive(Clone, Debug, Serialize)]
 pub struct ServerSummary {
     pub server: ServerKind,
+    /// Median over rounds of the (largest member's) peak RSS.
     pub median_peak_rss_mib: f64,
+    /// Median over rounds of the members' peak RSS added up.
+    pub median_peak_rss_sum_mib: f64,
+    /// Raft term advances during the workloads, over all rounds (clusters only).
+    pub elections: u64,
     pub ops: Vec<OpSummary>,
 }
 
@@ -58,9 +77,12 @@ pub struct CeilingFraction {
 pub struct Comparison {
     pub workload: String,
     pub rounds: usize,
+    pub layout: Layout,
     pub servers: Vec<ServerSummary>,
     pub cairn_over_etcd: Vec<OpRatio>,
     pub peak_rss_cairn_over_etcd: Option<f64>,
+    /// Of the members' peak RSS added up; clusters only.
+    pub peak_rss_sum_cairn_over_etcd: Option<f64>,
     pub cairn_over_null: Vec<CeilingFraction>,
     pub runs: Vec<Run>,
 }
@@ -108,19 +130,20 @@ fn summarize_server(server: ServerKind, runs: &[Run]) -> Option<ServerSummary> {
             }
         })
         .collect();
-    let rss: Vec<f64> = runs
-        .iter()
-        .map(|r| r.peak_rss_bytes as f64 / (1024.0 * 1024.0))
-        .collect();
+    let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+    let rss: Vec<f64> = runs.iter().map(|r| mib(r.peak_rss_bytes)).collect();
+    let rss_sum: Vec<f64> = runs.iter().map(|r| mib(r.peak_rss_sum_bytes)).collect();
     Some(ServerSummary {
         server,
         median_peak_rss_mib: median(&rss),
+        median_peak_rss_sum_mib: median(&rss_sum),
+        elections: runs.iter().filter_map(|r| r.elections).sum(),
         ops,
     })
 }
 
 impl Comparison {
-    pub fn new(workload: String, rounds: usize, runs: Vec<Run>) -> Self {
+    pub fn new(workload: String, rounds: usize, layout: Layout, runs: Vec<Run>) -> Self {
         let servers: Vec<ServerSummary> = [ServerKind::Etcd, ServerKind::Cairn, ServerKind::Null]
             .into_iter()
             .filter_map(|kind| summarize_server(kind, &runs))
@@ -134,6 +157,7 @@ impl Comparison {
         let mut cairn_over_etcd = Vec::new();
         let mut cairn_over_null = Vec::new();
         let mut peak_rss_cairn_over_etcd = None;
+        let mut peak_rss_sum_cairn_over_etcd = None;
         if let Some(cairn) = cairn {
             for op in &cairn.ops {
                 if let Some(theirs) = etcd.and_then(|e| e.ops.iter().find(|o| o.op == op.op)) {
@@ -153,13 +177,19 @@ impl Comparison {
             }
             peak_rss_cairn_over_etcd =
                 etcd.map(|e| cairn.median_peak_rss_mib / e.median_peak_rss_mib);
+            if layout.members > 1 {
+                peak_rss_sum_cairn_over_etcd =
+                    etcd.map(|e| cairn.median_peak_rss_sum_mib / e.median_peak_rss_sum_mib);
+            }
         }
         Self {
             workload,
             rounds,
+            layout,
             servers,
             cairn_over_etcd,
             peak_rss_cairn_over_etcd,
+            peak_rss_sum_cairn_over_etcd,
             cairn_over_null,
             runs,
         }
@@ -167,13 +197,26 @@ impl Comparison {
 
     pub fn table(&self) -> String {
         let mut out = String::new();
+        let cluster = self.layout.members > 1;
+        let order: Vec<String> = self.servers.iter().map(|s| s.server.to_string()).collect();
+        let layout = if cluster {
+            format!(
+                "; {}-member clusters, endpoints {} first; RSS = largest member, sum = all members",
+                self.layout.members,
+                self.layout.first_endpoint.as_deref().unwrap_or("leader")
+            )
+        } else {
+            String::new()
+        };
         // Writing to a String never fails.
         let _ = writeln!(
             out,
-            "compare: {} ({} rounds; each round runs etcd, cairn, null in turn)",
-            self.workload, self.rounds
+            "compare: {} ({} rounds; each round runs {} in turn{layout})",
+            self.workload,
+            self.rounds,
+            order.join(", ")
         );
-        let _ = writeln!(
+        let _ = write!(
             out,
             "{:<6} {:<10} {:>30} {:>11} {:>8} {:>8} {:>8} {:>9} {:>7} {:>9}",
             "server",
@@ -187,6 +230,7 @@ impl Comparison {
             "errors",
             "RSS MiB"
         );
+        let _ = writeln!(out, "{}", if cluster { "   sum MiB" } else { "" });
         for server in &self.servers {
             for op in &server.ops {
                 let rounds: Vec<String> = op
@@ -194,7 +238,7 @@ impl Comparison {
                     .iter()
                     .map(|t| format!("{t:.0}"))
                     .collect();
-                let _ = writeln!(
+                let _ = write!(
                     out,
                     "{:<6} {:<10} {:>30} {:>11.0} {:>8.3} {:>8.3} {:>8.3} {:>9.3} {:>7} {:>9.1}",
                     server.server.to_string(),
@@ -208,7 +252,23 @@ impl Comparison {
                     op.errors,
                     server.median_peak_rss_mib
                 );
+                if cluster {
+                    let _ = write!(out, " {:>9.1}", server.median_peak_rss_sum_mib);
+                }
+                let _ = writeln!(out);
             }
+        }
+        if cluster {
+            let elections: Vec<String> = self
+                .servers
+                .iter()
+                .map(|s| format!("{} {}", s.server, s.elections))
+                .collect();
+            let _ = writeln!(
+                out,
+                "raft term advances during the workloads (elections): {}",
+                elections.join(", ")
+            );
         }
         for ratio in &self.cairn_over_etcd {
             let _ = writeln!(
@@ -219,6 +279,9 @@ impl Comparison {
         }
         if let Some(rss) = self.peak_rss_cairn_over_etcd {
             let _ = writeln!(out, "cairn/etcd peak RSS: {rss:.2}x");
+        }
+        if let Some(rss) = self.peak_rss_sum_cairn_over_etcd {
+            let _ = writeln!(out, "cairn/etcd peak RSS summed over members: {rss:.2}x");
         }
         for ceiling in &self.cairn_over_null {
             let _ = writeln!(
@@ -242,6 +305,8 @@ mod tests {
             round,
             server,
             peak_rss_bytes: rss_mib * 1024 * 1024,
+            peak_rss_sum_bytes: rss_mib * 1024 * 1024,
+            elections: None,
             report: Report {
                 workload: "put".into(),
                 endpoints: vec![],
@@ -284,7 +349,11 @@ mod tests {
             run(3, ServerKind::Cairn, 220.0, 6.0, 50),
             run(3, ServerKind::Null, 480.0, 1.0, 10),
         ];
-        let c = Comparison::new("put".into(), 3, runs);
+        let single = Layout {
+            members: 1,
+            first_endpoint: None,
+        };
+        let c = Comparison::new("put".into(), 3, single, runs);
         assert_eq!(c.servers.len(), 3);
         let ratio = &c.cairn_over_etcd[0];
         assert!((ratio.throughput - 2.2).abs() < 1e-9);
@@ -296,5 +365,33 @@ mod tests {
             table.contains("cairn/etcd put: throughput 2.20x"),
             "{table}"
         );
+        assert!(c.peak_rss_sum_cairn_over_etcd.is_none());
+        assert!(!table.contains("sum MiB"), "{table}");
+    }
+
+    #[test]
+    fn clusters_report_summed_rss_and_elections() {
+        let member = |round, server, throughput, rss_mib: u64, elections| Run {
+            peak_rss_sum_bytes: 3 * rss_mib * 1024 * 1024,
+            elections: Some(elections),
+            ..run(round, server, throughput, 10.0, rss_mib)
+        };
+        let runs = vec![
+            member(1, ServerKind::Etcd, 100.0, 40, 0),
+            member(1, ServerKind::Cairn, 80.0, 50, 0),
+            member(2, ServerKind::Etcd, 100.0, 40, 1),
+            member(2, ServerKind::Cairn, 80.0, 50, 0),
+        ];
+        let layout = Layout {
+            members: 3,
+            first_endpoint: Some("leader".into()),
+        };
+        let c = Comparison::new("put".into(), 2, layout, runs);
+        assert!((c.peak_rss_sum_cairn_over_etcd.expect("sum") - 1.25).abs() < 1e-9);
+        assert_eq!(c.servers[0].elections, 1);
+        assert!((c.servers[1].median_peak_rss_sum_mib - 150.0).abs() < 1e-9);
+        let table = c.table();
+        assert!(table.contains("3-member clusters"), "{table}");
+        assert!(table.contains("(elections): etcd 1, cairn 0"), "{table}");
     }
 }

@@ -21,8 +21,8 @@ use crate::raft::wire;
 
 /// How long one cluster-info probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long a joining member keeps trying to reach the cluster.
-const JOIN_PATIENCE: Duration = Duration::from_secs(30);
+/// How long a joining member keeps trying to reach the cluster (and to find itself listed).
+const JOIN_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Asks one peer for its cluster id and membership; `None` if it cannot answer.
 async fn probe(
@@ -78,28 +78,38 @@ pub(super) async fn join_existing(
     let deadline = tokio::time::Instant::now() + JOIN_PATIENCE;
     loop {
         let answers = join_all(peers.iter().map(|p| probe(transport, 0, &p.peer_urls))).await;
-        if let Some((cluster_id, members)) = answers.into_iter().flatten().next() {
-            let Some(me) = members
+        let answers: Vec<_> = answers.into_iter().flatten().collect();
+        // A peer that has not applied `member add` yet does not list this member: prefer one that
+        // does, and give the others until the deadline to catch up.
+        let listed = answers.iter().find_map(|(cluster_id, members)| {
+            members
                 .iter()
                 .find(|m| same_urls(&m.node.peer_urls, own_urls))
-            else {
-                return Err(NodeError::ClusterMismatch(format!(
-                    "cluster {cluster_id:016x} has no member with peer URLs {own_urls:?}; \
-                     add this member first (etcdctl member add {} --peer-urls={})",
-                    config.name,
-                    own_urls.join(",")
-                )));
-            };
-            tracing::info!(member = %format!("{:016x}", me.id),
+                .map(|me| (*cluster_id, me.id))
+        });
+        let past_deadline = tokio::time::Instant::now() >= deadline;
+        if listed.is_none()
+            && past_deadline
+            && let Some((cluster_id, _)) = answers.first()
+        {
+            return Err(NodeError::ClusterMismatch(format!(
+                "cluster {cluster_id:016x} has no member with peer URLs {own_urls:?}; \
+                 add this member first (etcdctl member add {} --peer-urls={})",
+                config.name,
+                own_urls.join(",")
+            )));
+        }
+        if let Some((cluster_id, member_id)) = listed {
+            tracing::info!(member = %format!("{member_id:016x}"),
                 cluster = %format!("{cluster_id:016x}"), "joining an existing cluster");
             return Ok(identity::Identity {
                 name: config.name.clone(),
-                member_id: me.id,
+                member_id,
                 cluster_id,
                 cluster_token: config.initial_cluster_token.clone(),
             });
         }
-        if tokio::time::Instant::now() >= deadline {
+        if past_deadline {
             return Err(NodeError::ClusterMismatch(format!(
                 "could not reach any member of the existing cluster at {:?}",
                 peers

@@ -52,6 +52,18 @@ pub(crate) enum LeaderRequest {
     },
 }
 
+impl LeaderRequest {
+    /// Whether serving the request twice is the same as serving it once.
+    fn is_read_only(&self) -> bool {
+        matches!(
+            self,
+            LeaderRequest::ClusterInfo
+                | LeaderRequest::ReadIndex
+                | LeaderRequest::LeaseTimeToLive(_)
+        )
+    }
+}
+
 /// A member as the cluster-info answer lists it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct ClusterMember {
@@ -109,6 +121,13 @@ impl Node {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 Err(KvError::NotLeader | KvError::NoLeader) => return Err(KvError::Timeout),
+                // A lost answer to a request that changes nothing: ask again.
+                Err(KvError::Timeout)
+                    if request.is_read_only()
+                        && Instant::now() + Duration::from_millis(50) < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
                 other => return other,
             }
         }

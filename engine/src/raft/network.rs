@@ -61,6 +61,14 @@ pub struct PeerClient {
     target: PeerTarget,
     envelope: Envelope,
     removed: Arc<watch::Sender<bool>>,
+    /// Consecutive failures to open the append stream: raft reopens it at once after a failure,
+    /// so the client waits out a growing pause first (a down peer is not dialled in a loop).
+    open_failures: u32,
+}
+
+/// The pause before reporting the `failures`-th consecutive failure to open an append stream.
+fn reopen_backoff(failures: u32) -> std::time::Duration {
+    std::time::Duration::from_millis(25u64 << failures.min(5))
 }
 
 /// Records a peer's "you were removed" answer; passes every error on.
@@ -90,6 +98,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
                 to: target,
             },
             removed: Arc::clone(&self.removed),
+            open_failures: 0,
         }
     }
 }
@@ -223,11 +232,21 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
                     })
                 })
                 .boxed();
-            let answers = self
+            let opened = self
                 .transport
                 .append_stream(&self.target, self.envelope, requests)
-                .await
-                .map_err(|e| rpc_error(note_removal(&self.removed, e)))?;
+                .await;
+            let answers = match opened {
+                Ok(answers) => {
+                    self.open_failures = 0;
+                    answers
+                }
+                Err(err) => {
+                    self.open_failures = self.open_failures.saturating_add(1);
+                    tokio::time::sleep(reopen_backoff(self.open_failures)).await;
+                    return Err(rpc_error(note_removal(&self.removed, err)));
+                }
+            };
             let removed = Arc::clone(&self.removed);
             let answers = answers
                 .map(move |answer| {

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use cairn_engine::KvError;
 use cairn_engine::node::{ClusterState, Node, NodeConfig, NodeError};
+use cairn_engine::wal::WalError;
 use tempfile::TempDir;
 
 use super::ledger::{self, Ledger};
@@ -149,7 +150,11 @@ impl Cluster {
         let node = loop {
             match Node::start(config.clone(), self.net.transport(&url)).await {
                 Ok(node) => break node,
-                Err(NodeError::DataDirInUse { .. }) if Instant::now() < deadline => {
+                // The previous incarnation's raft may still be dropping its log store (and the
+                // WAL's own lock) after its shutdown returned.
+                Err(NodeError::DataDirInUse { .. } | NodeError::Wal(WalError::Locked { .. }))
+                    if Instant::now() < deadline =>
+                {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 Err(err) => return Err(err),

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::future::Future;
 use std::io::Read;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -102,6 +103,26 @@ impl GrpcTransport {
             member: target.member_id,
             reason: last_error,
         })
+    }
+
+    /// A call's answer if it comes within `timeout`; failures as transport errors.
+    async fn answer_within(
+        &self,
+        target: &PeerTarget,
+        timeout: Duration,
+        call: impl Future<Output = Result<tonic::Response<pb::PeerAnswer>, Status>>,
+    ) -> Result<Bytes, TransportError> {
+        match tokio::time::timeout(timeout, call).await {
+            Ok(Ok(answer)) => Ok(answer.into_inner().payload),
+            Ok(Err(status)) => Err(self.failure(target, &status)),
+            Err(_) => {
+                self.forget(target);
+                Err(TransportError::Timeout {
+                    member: target.member_id,
+                    timeout,
+                })
+            }
+        }
     }
 
     fn client(channel: Channel) -> PeerClient<Channel> {
@@ -238,17 +259,7 @@ impl PeerTransport for GrpcTransport {
             });
             request.set_timeout(timeout);
             let call = async move { Self::client(channel).unary(request).await };
-            match tokio::time::timeout(timeout, call).await {
-                Ok(Ok(answer)) => Ok(answer.into_inner().payload),
-                Ok(Err(status)) => Err(this.failure(&target, &status)),
-                Err(_) => {
-                    this.forget(&target);
-                    Err(TransportError::Timeout {
-                        member: target.member_id,
-                        timeout,
-                    })
-                }
-            }
+            this.answer_within(&target, timeout, call).await
         }
         .boxed()
     }
@@ -300,17 +311,7 @@ impl PeerTransport for GrpcTransport {
             let channel = this.channel(&target).await?;
             let chunks = snapshot_chunks(envelope, meta, data);
             let call = async move { Self::client(channel).snapshot(chunks).await };
-            match tokio::time::timeout(timeout, call).await {
-                Ok(Ok(answer)) => Ok(answer.into_inner().payload),
-                Ok(Err(status)) => Err(this.failure(&target, &status)),
-                Err(_) => {
-                    this.forget(&target);
-                    Err(TransportError::Timeout {
-                        member: target.member_id,
-                        timeout,
-                    })
-                }
-            }
+            this.answer_within(&target, timeout, call).await
         }
         .boxed()
     }

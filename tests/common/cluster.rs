@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use super::http_get;
+use super::{http_get, kill9_child, terminate_child};
 
 /// Heartbeat interval (ms) every member is started with.
 pub const HEARTBEAT_MS: u64 = 50;
@@ -227,29 +227,12 @@ impl Member {
 
     /// SIGKILL, no cleanup.
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill9_child(self.child.take());
     }
 
     /// SIGTERM and wait (bounded) for the exit; returns the exit code.
     pub fn terminate(&mut self) -> Option<i32> {
-        let mut child = self.child.take()?;
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = child.try_wait() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        None
+        terminate_child(self.child.take()?)
     }
 
     /// Kills the process if it runs, starts it again on the same data dir and ports and waits

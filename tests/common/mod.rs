@@ -45,6 +45,32 @@ pub fn require_tool(tool: &str) -> bool {
     found
 }
 
+/// SIGKILL a child process (if any) and reap it.
+pub fn kill9_child(child: Option<Child>) {
+    if let Some(mut child) = child {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// SIGTERM a child and wait (bounded, then SIGKILL) for it to exit; returns its exit code.
+pub fn terminate_child(mut child: Child) -> Option<i32> {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status.code();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
 /// A running `cairn` server.
 pub struct Cairn {
     child: Option<Child>,
@@ -146,29 +172,12 @@ impl Cairn {
 
     /// SIGKILL, no cleanup.
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill9_child(self.child.take());
     }
 
     /// SIGTERM and wait (bounded) for a clean exit; returns the exit status code.
     pub fn terminate(&mut self) -> Option<i32> {
-        let mut child = self.child.take()?;
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = child.try_wait() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        None
+        terminate_child(self.child.take()?)
     }
 
     /// Starts the process again on the same data dir and ports.

@@ -189,12 +189,7 @@ impl Node {
     }
 
     pub(crate) fn member_node(&self, id: u64) -> Option<MemberNode> {
-        let metrics = self.inner.raft.metrics().borrow_watched().clone();
-        metrics
-            .membership_config
-            .membership()
-            .get_node(&id)
-            .cloned()
+        self.membership().membership().get_node(&id).cloned()
     }
 
     /// Serves a request as the leader; "not leader" if this member is not (any more).
@@ -249,8 +244,8 @@ impl Node {
     }
 
     pub(crate) fn cluster_info(&self) -> LeaderResponse {
-        let metrics = self.inner.raft.metrics().borrow_watched().clone();
-        let membership = metrics.membership_config.membership();
+        let stored = self.membership();
+        let membership = stored.membership();
         let learners: BTreeSet<u64> = membership.learner_ids().collect();
         LeaderResponse::ClusterInfo {
             cluster_id: self.inner.cluster_id,
@@ -329,8 +324,8 @@ impl Node {
     }
 
     fn voters_and_learners(&self) -> (BTreeSet<u64>, BTreeMap<u64, MemberNode>) {
-        let metrics = self.inner.raft.metrics().borrow_watched().clone();
-        let membership = metrics.membership_config.membership();
+        let stored = self.membership();
+        let membership = stored.membership();
         let voters = membership.voter_ids().collect();
         let learners = membership
             .learner_ids()

@@ -358,10 +358,15 @@ impl Node {
         Ok(node)
     }
 
+    /// The membership raft currently works with (the latest, possibly not yet committed),
+    /// without copying the rest of raft's metrics.
+    pub(crate) fn membership(&self) -> Arc<crate::raft::types::StoredMembership> {
+        Arc::clone(&self.inner.raft.metrics().borrow_watched().membership_config)
+    }
+
     /// The voting members' ids.
     pub(crate) fn voters(&self) -> Vec<u64> {
-        let metrics = self.inner.raft.metrics().borrow_watched().clone();
-        metrics.membership_config.membership().voter_ids().collect()
+        self.membership().membership().voter_ids().collect()
     }
 
     /// Records this member's name and client URLs in the membership (etcd publishes them the same
@@ -754,8 +759,8 @@ impl Node {
     }
 
     pub fn members(&self) -> Vec<Member> {
-        let metrics = self.inner.raft.metrics().borrow_watched().clone();
-        let membership = metrics.membership_config.membership();
+        let stored = self.membership();
+        let membership = stored.membership();
         let learners: Vec<u64> = membership.learner_ids().collect();
         membership
             .nodes()

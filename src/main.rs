@@ -98,6 +98,10 @@ struct ServerFlags {
     /// Start it once with this flag after losing quorum, then add the other members back.
     #[arg(long)]
     force_new_cluster: bool,
+    /// Record every revision as a commit in the jj history (browse it with kvctl).
+    /// `--history=false` turns it off.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    history: bool,
     /// Log level: debug, info, warn, error.
     #[arg(long, default_value = "info", value_parser = ["debug", "info", "warn", "error", "panic", "fatal"])]
     log_level: String,
@@ -227,6 +231,7 @@ async fn serve(flags: ServerFlags) -> anyhow::Result<()> {
         snapshot_catchup_entries: flags.snapshot_catchup_entries,
         watch_progress_notify_interval: flags.watch_progress_notify_interval,
         force_new_cluster: flags.force_new_cluster,
+        history: flags.history,
     };
     let transport = Arc::new(cairn_kvapi::peer::GrpcTransport::new());
     let node = Node::start(config, transport)

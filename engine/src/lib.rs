@@ -14,6 +14,7 @@
 //! the requests of [`request`] and calls [`node::Node`].
 
 pub mod error;
+pub mod history;
 pub mod kv;
 pub mod lease;
 pub mod mvcc;

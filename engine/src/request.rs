@@ -186,6 +186,20 @@ pub enum Command {
     },
 }
 
+/// Who asked for a change, as far as the server knows: the authenticated user (etcd user or
+/// Kubernetes user) and the client's user agent. Empty strings mean "unknown".
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Origin {
+    pub user: String,
+    pub agent: String,
+}
+
+impl Origin {
+    pub fn is_unknown(&self) -> bool {
+        self.user.is_empty() && self.agent.is_empty()
+    }
+}
+
 /// A proposal as stored in the log: the command plus facts fixed by the proposer, so that every
 /// replica applies it identically.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,6 +207,8 @@ pub struct Proposal {
     pub command: Command,
     /// Wall-clock time at the proposer, in milliseconds since the Unix epoch.
     pub time_unix_ms: u64,
+    /// Who asked for it (recorded in history).
+    pub origin: Origin,
 }
 
 impl std::fmt::Display for Proposal {

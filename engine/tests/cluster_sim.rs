@@ -657,6 +657,8 @@ async fn rolling_restart(seed: u64) {
     cluster.shutdown().await;
 }
 
+// Five in-process members (each with its history) make a large scenario future; it runs once.
+#[allow(clippy::large_futures)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rolling_restart_under_load() {
     for seed in sim::seeds(&[501, 502]) {
@@ -958,6 +960,8 @@ async fn joining_member_is_not_refused_by_a_lagging_peer() {
     }
 }
 
+// Five in-process members (each with its history) make a large scenario future; it runs once.
+#[allow(clippy::large_futures)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn membership_changes_under_load() {
     for seed in sim::seeds(&[601, 602, 603]) {

@@ -575,12 +575,15 @@ fn run(steps: &[Step]) -> Result<(), TestCaseError> {
                     .map(|command| Proposal {
                         command: command.clone(),
                         time_unix_ms: 0,
+                        origin: cairn_engine::request::Origin::default(),
                     })
                     .collect();
                 let inputs: Vec<ApplyInput<'_>> = proposals
                     .iter()
                     .map(|proposal| ApplyInput {
                         proposal: Some(proposal),
+                        log_term: 0,
+                        log_index: 0,
                     })
                     .collect();
                 let outputs = store

@@ -13,7 +13,7 @@ const REVISIONS: usize = 10_000;
 fn apply(store: &MvccStore, proposals: &[Proposal]) {
     let inputs: Vec<ApplyInput<'_>> = proposals
         .iter()
-        .map(|p| ApplyInput { proposal: Some(p) })
+        .map(|p| ApplyInput { proposal: Some(p), log_term: 0, log_index: 0 })
         .collect();
     store.apply(&inputs, &[], false).expect("apply");
 }
@@ -41,6 +41,7 @@ pub fn bench_compact(c: &mut Criterion) {
                             revision: store.current_revision(),
                         },
                         time_unix_ms: 0,
+                        origin: cairn_engine::request::Origin::default(),
                     };
                     apply(&store, &[compact]);
                 },

@@ -28,6 +28,7 @@ pub(crate) fn put(i: usize) -> Proposal {
             ..PutRequest::default()
         }),
         time_unix_ms: 0,
+        origin: cairn_engine::request::Origin::default(),
     }
 }
 
@@ -42,7 +43,7 @@ pub(crate) fn loaded_store(keys: usize) -> (tempfile::TempDir, MvccStore) {
             .collect();
         let inputs: Vec<ApplyInput<'_>> = proposals
             .iter()
-            .map(|p| ApplyInput { proposal: Some(p) })
+            .map(|p| ApplyInput { proposal: Some(p), log_term: 0, log_index: 0 })
             .collect();
         store.apply(&inputs, &[], false).expect("load");
     }
@@ -62,7 +63,7 @@ pub fn bench_put(c: &mut Criterion) {
                 next += 1;
                 let inputs: Vec<ApplyInput<'_>> = proposals
                     .iter()
-                    .map(|p| ApplyInput { proposal: Some(p) })
+                    .map(|p| ApplyInput { proposal: Some(p), log_term: 0, log_index: 0 })
                     .collect();
                 store.apply(&inputs, &[], false).expect("apply");
             });
@@ -129,11 +130,14 @@ pub fn bench_txn(c: &mut Criterion) {
                         })],
                     }),
                     time_unix_ms: 0,
+                    origin: cairn_engine::request::Origin::default(),
                 };
                 store
                     .apply(
                         &[ApplyInput {
                             proposal: Some(&txn),
+                            log_term: 0,
+                            log_index: 0,
                         }],
                         &[],
                         false,

@@ -96,6 +96,22 @@ pub(crate) fn step(tables: &mut WriteTables<'_>, budget: usize) -> MvccResult<bo
         }
         return Ok(true);
     }
+    // The raft facts of compacted revisions go too (history has recorded them by now).
+    let mut doomed_meta = Vec::new();
+    let meta_below = codec::encode_i64(revision);
+    for row in tables
+        .revision_meta
+        .range::<&[u8]>(..meta_below.as_slice())?
+        .take(budget)
+    {
+        doomed_meta.push(row?.0.value().to_vec());
+    }
+    if !doomed_meta.is_empty() {
+        for row_key in doomed_meta {
+            tables.revision_meta.remove(row_key.as_slice())?;
+        }
+        return Ok(true);
+    }
     finish_at_revision(tables, revision)?;
     tables.meta.remove(tables::META_COMPACT_PENDING)?;
     Ok(false)

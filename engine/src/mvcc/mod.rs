@@ -20,6 +20,7 @@ mod apply;
 mod codec;
 mod compact;
 mod error;
+mod feed;
 mod hash;
 mod leases;
 mod quota;
@@ -41,6 +42,7 @@ use bytes::Bytes;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 
 pub use error::{MvccError, MvccResult};
+pub use feed::{RecordedChange, RecordedRevision, RevisionMeta};
 pub use hash::HashKv;
 pub use snapshot::{SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC, SnapshotInfo};
 
@@ -68,6 +70,9 @@ pub struct MvccOptions {
 pub struct ApplyInput<'a> {
     /// The entry's proposal; `None` for raft's own blank and membership entries.
     pub proposal: Option<&'a Proposal>,
+    /// The entry's raft log id (term, index), recorded with the revision it makes.
+    pub log_term: u64,
+    pub log_index: u64,
 }
 
 /// The outcome of applying one entry.
@@ -204,10 +209,15 @@ impl MvccStore {
         })?;
         let (outputs, current, compact) = {
             let mut writer = Writer::load(WriteTables::open(&txn)?)?;
-            let outputs = inputs
-                .iter()
-                .map(|input| apply::apply_one(&mut writer, *input))
-                .collect::<MvccResult<Vec<_>>>()?;
+            let mut outputs = Vec::with_capacity(inputs.len());
+            for input in inputs {
+                let before = writer.revision();
+                let output = apply::apply_one(&mut writer, *input)?;
+                if output.revision > before {
+                    record_revision_meta(&mut writer, input, output.revision)?;
+                }
+                outputs.push(output);
+            }
             let (current, compact) = writer.finish(raft_state)?;
             (outputs, current, compact)
         };
@@ -279,6 +289,16 @@ impl MvccStore {
     /// `Compacted` if `from` is at or below a compaction.
     pub fn events(&self, from: i64, to: i64, limit: usize) -> Result<Vec<Event>, KvError> {
         self.read(|tables, revisions| read_events(tables, revisions, from, to, limit))?
+    }
+
+    /// Revisions from `from` on, whole, until about `max_changes` changes are gathered, read
+    /// regardless of the compact revision (see `feed.rs`): what history records.
+    pub fn recorded_revisions(
+        &self,
+        from: i64,
+        max_changes: usize,
+    ) -> MvccResult<Vec<RecordedRevision>> {
+        self.read(|tables, _| feed::read_recorded(tables, from, max_changes))?
     }
 
     /// Every lease with its granted TTL, by id.
@@ -423,6 +443,27 @@ impl MvccStore {
 }
 
 /// The events of `[from, to]`; see [`MvccStore::events`].
+/// What history needs to know about the entry that made `revision`, stored beside it.
+fn record_revision_meta(
+    writer: &mut Writer<'_>,
+    input: &ApplyInput<'_>,
+    revision: i64,
+) -> MvccResult<()> {
+    let meta = RevisionMeta {
+        log_term: input.log_term,
+        log_index: input.log_index,
+        time_unix_ms: input.proposal.map_or(0, |p| p.time_unix_ms),
+        origin: input.proposal.map(|p| p.origin.clone()).unwrap_or_default(),
+    };
+    let bytes = postcard::to_allocvec(&meta)
+        .map_err(|_| MvccError::corrupt("revision_meta", "unencodable meta"))?;
+    writer
+        .tables
+        .revision_meta
+        .insert(codec::encode_i64(revision).as_slice(), bytes.as_slice())?;
+    Ok(())
+}
+
 fn read_events(
     tables: &ReadTables,
     revisions: Revisions,

@@ -13,6 +13,8 @@
 //!                                                   version i64 | lease i64 | value bytes
 //! changes     main i64 | sub i64                    key bytes (raw)
 //! leases      id i64                                granted ttl i64
+//! revision_meta main i64                           postcard RevisionMeta (raft log id, time,
+//!                                                   origin of the entry that made the revision)
 //! lease_keys  id i64 | key bytes (raw)              empty
 //! meta        name (ASCII)                          see below
 //! ```
@@ -59,15 +61,17 @@ pub(crate) const CHANGES: BytesTable = TableDefinition::new("changes");
 pub(crate) const LEASES: BytesTable = TableDefinition::new("leases");
 pub(crate) const LEASE_KEYS: BytesTable = TableDefinition::new("lease_keys");
 pub(crate) const META: BytesTable = TableDefinition::new("meta");
+pub(crate) const REVISION_META: BytesTable = TableDefinition::new("revision_meta");
 
 /// Every table with its snapshot/hash id, in the order snapshots and hashes visit them.
-pub(crate) const ALL: [(u8, BytesTable); 6] = [
+pub(crate) const ALL: [(u8, BytesTable); 7] = [
     (1, CURRENT),
     (2, HISTORY),
     (3, CHANGES),
     (4, LEASES),
     (5, LEASE_KEYS),
     (6, META),
+    (7, REVISION_META),
 ];
 
 pub(crate) const META_CURRENT_REVISION: &[u8] = b"current_revision";
@@ -84,6 +88,7 @@ pub(crate) struct ReadTables {
     pub leases: ReadTable,
     pub lease_keys: ReadTable,
     pub meta: ReadTable,
+    pub revision_meta: ReadTable,
 }
 
 impl ReadTables {
@@ -95,11 +100,12 @@ impl ReadTables {
             leases: txn.open_table(LEASES)?,
             lease_keys: txn.open_table(LEASE_KEYS)?,
             meta: txn.open_table(META)?,
+            revision_meta: txn.open_table(REVISION_META)?,
         })
     }
 
     /// Every table with its id, in [`ALL`] order.
-    pub(crate) fn by_id(&self) -> [(u8, &ReadTable); 6] {
+    pub(crate) fn by_id(&self) -> [(u8, &ReadTable); 7] {
         [
             (ALL[0].0, &self.current),
             (ALL[1].0, &self.history),
@@ -107,6 +113,7 @@ impl ReadTables {
             (ALL[3].0, &self.leases),
             (ALL[4].0, &self.lease_keys),
             (ALL[5].0, &self.meta),
+            (ALL[6].0, &self.revision_meta),
         ]
     }
 }
@@ -119,6 +126,7 @@ pub(crate) struct WriteTables<'txn> {
     pub leases: Table<'txn, &'static [u8], &'static [u8]>,
     pub lease_keys: Table<'txn, &'static [u8], &'static [u8]>,
     pub meta: Table<'txn, &'static [u8], &'static [u8]>,
+    pub revision_meta: Table<'txn, &'static [u8], &'static [u8]>,
 }
 
 impl<'txn> WriteTables<'txn> {
@@ -131,6 +139,7 @@ impl<'txn> WriteTables<'txn> {
             leases: txn.open_table(LEASES)?,
             lease_keys: txn.open_table(LEASE_KEYS)?,
             meta: txn.open_table(META)?,
+            revision_meta: txn.open_table(REVISION_META)?,
         })
     }
 }

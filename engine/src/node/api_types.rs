@@ -38,6 +38,8 @@ pub struct NodeConfig {
     pub watch_progress_notify_interval: Duration,
     /// Make this member the only member of its cluster, keeping its data (`--force-new-cluster`).
     pub force_new_cluster: bool,
+    /// Record every revision in the jj history (`--history`, on by default).
+    pub history: bool,
 }
 
 /// etcd's `ResponseHeader`.

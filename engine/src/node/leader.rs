@@ -30,7 +30,7 @@ use crate::request::{AlarmAction, AlarmMember, AlarmType, Command, Proposal};
 pub(crate) enum LeaderRequest {
     /// Any member answers: its cluster id and current membership (joining members use it).
     ClusterInfo,
-    Propose(Command),
+    Propose(Command, crate::request::Origin),
     ReadIndex,
     LeaseKeepAlive(i64),
     LeaseTimeToLive(i64),
@@ -196,7 +196,9 @@ impl Node {
     pub(crate) async fn serve_as_leader(&self, request: LeaderRequest) -> KvResult<LeaderResponse> {
         match request {
             LeaderRequest::ClusterInfo => Ok(self.cluster_info()),
-            LeaderRequest::Propose(command) => self.propose_as_leader(command).await,
+            LeaderRequest::Propose(command, origin) => {
+                self.propose_as_leader(command, origin).await
+            }
             LeaderRequest::ReadIndex => {
                 let linearizer = self
                     .inner
@@ -271,7 +273,11 @@ impl Node {
 
     /// Proposes a command on the leader: the space quota first (etcd's `quotaKVServer`: over
     /// quota, raise NOSPACE and refuse), then raft.
-    async fn propose_as_leader(&self, command: Command) -> KvResult<LeaderResponse> {
+    async fn propose_as_leader(
+        &self,
+        command: Command,
+        origin: crate::request::Origin,
+    ) -> KvResult<LeaderResponse> {
         if !self.inner.raft.is_leader() {
             return Err(KvError::NotLeader);
         }
@@ -284,20 +290,28 @@ impl Node {
                     alarm: AlarmType::NoSpace,
                 },
             };
-            if let Err(err) = self.client_write(raise).await {
+            if let Err(err) = self
+                .client_write(raise, crate::request::Origin::default())
+                .await
+            {
                 tracing::warn!(%err, "raising the NOSPACE alarm");
             }
             return Err(KvError::NoSpace);
         }
-        let (applied, log_index) = self.client_write(command).await?;
+        let (applied, log_index) = self.client_write(command, origin).await?;
         Ok(LeaderResponse::Applied { applied, log_index })
     }
 
     /// One raft write on this member (the leader), bounded by the request timeout.
-    async fn client_write(&self, command: Command) -> KvResult<(Applied, u64)> {
+    async fn client_write(
+        &self,
+        command: Command,
+        origin: crate::request::Origin,
+    ) -> KvResult<(Applied, u64)> {
         let proposal = Proposal {
             command,
             time_unix_ms: now_unix_ms(),
+            origin,
         };
         let write = self.inner.raft.client_write(proposal);
         match tokio::time::timeout(REQUEST_TIMEOUT, write).await {

@@ -20,6 +20,7 @@ mod observer;
 mod peer;
 mod read_index;
 mod recovery;
+mod restore;
 mod tasks;
 
 use std::collections::BTreeMap;
@@ -132,6 +133,7 @@ struct NodeInner {
     /// The compact revision whose physical removal is finished.
     compacted: watch::Sender<i64>,
     wal_stats: Arc<crate::wal::WalStats>,
+    history: Option<Arc<crate::history::Recording>>,
     tasks: tasks::TaskSet,
     _lock: File,
 }
@@ -228,12 +230,26 @@ impl Node {
             Arc::new(StoreEvents(store.clone())),
             WatchOptions::default(),
         );
+        let history = if config.history {
+            let data_dir = config.data_dir.clone();
+            let cell = store.clone();
+            let recording = tokio::task::spawn_blocking(move || {
+                crate::history::Recording::start(&data_dir, cell)
+            })
+            .await
+            .map_err(|e| NodeError::Raft(e.to_string()))?
+            .map_err(|e| NodeError::Config(format!("opening history: {e}")))?;
+            Some(Arc::new(recording))
+        } else {
+            None
+        };
         let compaction_wakeup = Arc::new(tokio::sync::Notify::new());
         let node_observer = observer::NodeObserver {
             compactions: Arc::clone(&compaction_wakeup),
             hub: Arc::clone(&hub),
             lessor: Arc::clone(&lessor),
             counters: Arc::clone(&counters),
+            history: history.clone(),
         };
         // Leases survive restart; their TTLs restart when this member becomes leader.
         for (id, ttl) in leases {
@@ -305,6 +321,7 @@ impl Node {
             counters,
             compacted: watch::Sender::new(0),
             wal_stats,
+            history,
             tasks: tasks::TaskSet::default(),
             _lock: lock,
         });
@@ -408,6 +425,9 @@ impl Node {
         if let Err(err) = self.inner.raft.shutdown().await {
             tracing::warn!(%err, "raft shutdown");
         }
+        if let Some(history) = self.inner.history.clone() {
+            let _ = tokio::task::spawn_blocking(move || history.stop()).await;
+        }
     }
 
     pub fn member_id(&self) -> u64 {
@@ -447,7 +467,12 @@ impl Node {
     /// a serializable read here afterwards sees the write (etcd answers after its own apply).
     async fn propose(&self, command: Command) -> KvResult<(CommandResponse, ResponseHeader)> {
         self.inner.proposals_pending.fetch_add(1, Ordering::Relaxed);
-        let result = self.route(LeaderRequest::Propose(command)).await;
+        let result = self
+            .route(LeaderRequest::Propose(
+                command,
+                crate::history::current_origin(),
+            ))
+            .await;
         self.inner.proposals_pending.fetch_sub(1, Ordering::Relaxed);
         let (applied, log_index) = match result {
             Ok(LeaderResponse::Applied { applied, log_index }) => (applied, log_index),
@@ -929,6 +954,15 @@ impl Node {
             slow_watchers: self.inner.hub.unsynced_count() as u64,
             leases: self.inner.lessor.len() as u64,
         }
+    }
+
+    /// Recorded history (None when history is switched off). Its queries block: call them from
+    /// `spawn_blocking`.
+    pub fn history(&self) -> Option<crate::history::History> {
+        self.inner
+            .history
+            .as_ref()
+            .map(|recording| recording.history().clone())
     }
 
     /// The data dir this member was started with.

@@ -22,6 +22,8 @@ pub(crate) struct NodeObserver {
     pub(crate) hub: Arc<WatchHub>,
     pub(crate) lessor: Arc<Lessor>,
     pub(crate) counters: Arc<ApplyCounters>,
+    /// The history recorder, told about every applied batch (None when history is off).
+    pub(crate) history: Option<Arc<crate::history::Recording>>,
 }
 
 impl ApplyObserver for NodeObserver {
@@ -43,7 +45,16 @@ impl ApplyObserver for NodeObserver {
 
     /// A snapshot replaced the store: watchers catch up from the new store's history, and the
     /// lessor starts over from its leases.
+    fn batch_applied(&self, revision: i64) {
+        if let Some(history) = &self.history {
+            history.batch_applied(revision);
+        }
+    }
+
     fn restored(&self, store: &MvccStore) {
+        if let Some(history) = &self.history {
+            history.restored(store.current_revision());
+        }
         self.hub.restored();
         self.lessor.clear();
         match store.leases() {

@@ -73,6 +73,12 @@ impl ApplyObserver for LateObserver {
             target.restored(store);
         }
     }
+
+    fn batch_applied(&self, revision: i64) {
+        if let Some(target) = self.target.get() {
+            target.batch_applied(revision);
+        }
+    }
 }
 
 /// Follows raft's metrics: publishes the leader, counts changes, and promotes or demotes the
@@ -167,6 +173,23 @@ pub(super) async fn compact_in_background(node: Node, wakeup: Arc<tokio::sync::N
     loop {
         let store = node.inner.store.get();
         let target = store.compact_revision();
+        // History must have durably recorded every revision the removal drops: it reads them
+        // from the store (history outlives compaction; see history/mod.rs).
+        if let Some(history) = &node.inner.history {
+            let mut waited = Duration::ZERO;
+            while history.durable_head() < target {
+                if waited >= Duration::from_secs(30) {
+                    tracing::warn!(
+                        history = history.head(),
+                        target,
+                        "compaction is waiting for history to record the revisions it removes"
+                    );
+                    waited = Duration::ZERO;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                waited += Duration::from_millis(100);
+            }
+        }
         loop {
             let step_store = Arc::clone(&store);
             match tokio::task::spawn_blocking(move || step_store.compact_step(COMPACTION_STEP))

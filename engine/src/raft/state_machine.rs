@@ -41,6 +41,9 @@ pub trait ApplyObserver: Send + Sync + 'static {
     fn applied(&self, proposal: Option<&Proposal>, output: &ApplyOutput, events: Vec<Event>);
     /// Called after a snapshot replaced the whole state.
     fn restored(&self, store: &MvccStore);
+    /// Called once per applied batch, after `applied` for each of its entries, with the store's
+    /// revision after the batch.
+    fn batch_applied(&self, _revision: i64) {}
 }
 
 /// The current MVCC store; replaced wholesale when a snapshot is installed.
@@ -185,6 +188,8 @@ impl RaftStateMachine<TypeConfig> for MvccStateMachine {
                         EntryPayload::Normal(proposal) => Some(proposal),
                         EntryPayload::Blank | EntryPayload::Membership(_) => None,
                     },
+                    log_term: entry.log_id.committed_leader_id().term,
+                    log_index: entry.log_id.index(),
                 })
                 .collect();
             let outputs = store.apply(&inputs, &raft_state, durable);
@@ -214,6 +219,8 @@ impl RaftStateMachine<TypeConfig> for MvccStateMachine {
                 });
             }
         }
+        self.observer
+            .batch_applied(self.store.get().current_revision());
         Ok(())
     }
 

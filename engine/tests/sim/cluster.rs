@@ -123,6 +123,7 @@ impl Cluster {
             snapshot_catchup_entries: self.tuning.snapshot_catchup_entries,
             watch_progress_notify_interval: Duration::from_secs(600),
             force_new_cluster: false,
+            history: true,
         }
     }
 

@@ -8,11 +8,14 @@ fn reopen_after_apply_keeps_state() {
     let proposal = Proposal {
         command: Command::Put(put_req("a", "1")),
         time_unix_ms: 1,
+        origin: crate::request::Origin::default(),
     };
     f.store
         .apply(
             &[ApplyInput {
                 proposal: Some(&proposal),
+                log_term: 0,
+                log_index: 0,
             }],
             b"state-1",
             true,
@@ -42,21 +45,33 @@ fn batches_give_one_output_per_input_and_blank_entries_change_nothing() {
     let put = Proposal {
         command: Command::Put(put_req("a", "1")),
         time_unix_ms: 0,
+        origin: crate::request::Origin::default(),
     };
     let read_only = Proposal {
         command: Command::Txn(TxnRequest::default()),
         time_unix_ms: 0,
+        origin: crate::request::Origin::default(),
     };
     let inputs = [
-        ApplyInput { proposal: None },
+        ApplyInput {
+            proposal: None,
+            log_term: 0,
+            log_index: 0,
+        },
         ApplyInput {
             proposal: Some(&put),
+            log_term: 0,
+            log_index: 0,
         },
         ApplyInput {
             proposal: Some(&read_only),
+            log_term: 0,
+            log_index: 0,
         },
         ApplyInput {
             proposal: Some(&put),
+            log_term: 0,
+            log_index: 0,
         },
     ];
     let outputs = f.store.apply(&inputs, b"", false).expect("apply");
@@ -140,12 +155,15 @@ fn defragment_shrinks_the_file() {
             .map(|i| Proposal {
                 command: Command::Put(put_req(&format!("k{round}-{i}"), &value)),
                 time_unix_ms: 0,
+                origin: crate::request::Origin::default(),
             })
             .collect();
         let inputs: Vec<ApplyInput<'_>> = proposals
             .iter()
             .map(|proposal| ApplyInput {
                 proposal: Some(proposal),
+                log_term: 0,
+                log_index: 0,
             })
             .collect();
         f.store.apply(&inputs, b"", true).expect("apply");

@@ -67,12 +67,15 @@ impl Fixture {
         let proposal = Proposal {
             command,
             time_unix_ms: 0,
+            origin: crate::request::Origin::default(),
         };
         let mut outputs = self
             .store
             .apply(
                 &[ApplyInput {
                     proposal: Some(&proposal),
+                    log_term: 0,
+                    log_index: 0,
                 }],
                 b"raft",
                 false,

@@ -1,0 +1,492 @@
+//! `RedbBackend`: jj-lib's commit [`Backend`] over redb, inside the data dir.
+//!
+//! Objects are content addressed (SHA-256 of their jj protobuf encoding, the same messages jj's
+//! own `SimpleBackend` stores) and live in one table keyed by kind + id. Writes go to an
+//! in-memory pending set that the history writer moves into its own redb write transaction
+//! (with the indexes and the operation of the same batch), so one applied batch is one commit
+//! of the database, never one file per object.
+//!
+//! ```text
+//! objects   kind u8 | id (32 bytes)   →  jj protobuf bytes (trees, commits), raw bytes (files)
+//! ```
+//!
+//! Ids are 32 bytes for commits, trees and files; change ids 16 bytes. The root commit id is
+//! all zeros, as in jj's simple backend.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use futures::io::Cursor;
+use futures::stream::BoxStream;
+use futures::{AsyncRead, AsyncReadExt};
+use jj_lib::backend::{
+    Backend, BackendError, BackendResult, ChangeId, Commit, CommitId, CopyHistory, CopyId,
+    CopyRecord, FileId, MillisSinceEpoch, RelatedCopy, Signature, SigningFn, SymlinkId, Timestamp,
+    Tree, TreeId, TreeValue, make_root_commit,
+};
+use jj_lib::conflict_labels::ConflictLabels;
+use jj_lib::index::Index;
+use jj_lib::merge::MergeBuilder;
+use jj_lib::object_id::ObjectId;
+use jj_lib::protos::simple_store as proto;
+use jj_lib::repo_path::{RepoPath, RepoPathBuf, RepoPathComponentBuf};
+use prost::Message;
+use redb::{Database, ReadableDatabase, TableDefinition, WriteTransaction};
+use sha2::{Digest, Sha256};
+
+pub(crate) const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
+
+/// Object kinds (the first byte of an `objects` key).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Kind {
+    File = b'f' as isize,
+    Tree = b't' as isize,
+    Commit = b'c' as isize,
+    View = b'v' as isize,
+    Operation = b'o' as isize,
+}
+
+pub(crate) const ID_LEN: usize = 32;
+const CHANGE_ID_LEN: usize = 16;
+/// Decoded trees kept in memory; the cache is dropped wholesale when full.
+const TREE_CACHE_LIMIT: usize = 16 * 1024;
+
+pub(crate) fn object_key(kind: Kind, id: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + id.len());
+    key.push(kind as u8);
+    key.extend_from_slice(id);
+    key
+}
+
+pub(crate) fn content_id(bytes: &[u8]) -> Vec<u8> {
+    Sha256::digest(bytes).to_vec()
+}
+
+/// Objects written but not yet committed to the database, and decoded trees.
+#[derive(Default)]
+pub(crate) struct ObjectBuffer {
+    pending: Mutex<HashMap<Vec<u8>, Vec<u8>>>,
+    trees: Mutex<HashMap<TreeId, Arc<Tree>>>,
+}
+
+impl ObjectBuffer {
+    pub(crate) fn put(&self, key: Vec<u8>, bytes: Vec<u8>) {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, bytes);
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .cloned()
+    }
+
+    /// Moves every pending object into `txn`; returns how many bytes they hold.
+    pub(crate) fn flush_into(&self, txn: &WriteTransaction) -> Result<u64, redb::Error> {
+        let pending =
+            std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut bytes = 0u64;
+        let mut table = txn.open_table(OBJECTS)?;
+        for (key, value) in pending {
+            bytes += value.len() as u64;
+            table.insert(key.as_slice(), value.as_slice())?;
+        }
+        Ok(bytes)
+    }
+
+    /// Forgets pending objects (after a failed batch).
+    pub(crate) fn discard(&self) {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    fn cached_tree(&self, id: &TreeId) -> Option<Arc<Tree>> {
+        self.trees
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned()
+    }
+
+    fn cache_tree(&self, id: TreeId, tree: Arc<Tree>) {
+        let mut trees = self.trees.lock().unwrap_or_else(PoisonError::into_inner);
+        if trees.len() >= TREE_CACHE_LIMIT {
+            trees.clear();
+        }
+        trees.insert(id, tree);
+    }
+}
+
+/// jj's commit backend over redb; see the module docs.
+pub struct RedbBackend {
+    db: Arc<Database>,
+    pub(crate) buffer: Arc<ObjectBuffer>,
+    root_commit_id: CommitId,
+    root_change_id: ChangeId,
+    empty_tree_id: TreeId,
+}
+
+impl fmt::Debug for RedbBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedbBackend").finish_non_exhaustive()
+    }
+}
+
+impl RedbBackend {
+    pub const NAME: &'static str = "cairn-redb";
+
+    pub(crate) fn new(db: Arc<Database>) -> Self {
+        let empty_tree_id =
+            TreeId::new(content_id(&tree_to_proto(&Tree::default()).encode_to_vec()));
+        Self {
+            db,
+            buffer: Arc::new(ObjectBuffer::default()),
+            root_commit_id: CommitId::new(vec![0; ID_LEN]),
+            root_change_id: ChangeId::new(vec![0; CHANGE_ID_LEN]),
+            empty_tree_id,
+        }
+    }
+
+    /// Reads an object: pending first, then the database. `None` if absent.
+    pub(crate) fn read_object(&self, kind: Kind, id: &[u8]) -> BackendResult<Option<Vec<u8>>> {
+        let key = object_key(kind, id);
+        if let Some(bytes) = self.buffer.get(&key) {
+            return Ok(Some(bytes));
+        }
+        let read = || -> Result<Option<Vec<u8>>, redb::Error> {
+            let txn = self.db.begin_read()?;
+            let table = match txn.open_table(OBJECTS) {
+                Ok(table) => table,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(err) => return Err(err.into()),
+            };
+            Ok(table.get(key.as_slice())?.map(|row| row.value().to_vec()))
+        };
+        read().map_err(|err| BackendError::Other(Box::new(err)))
+    }
+
+    fn read_required(&self, kind: Kind, id: &impl ObjectId) -> BackendResult<Vec<u8>> {
+        self.read_object(kind, id.as_bytes())?
+            .ok_or_else(|| BackendError::ObjectNotFound {
+                object_type: id.object_type(),
+                hash: id.hex(),
+                source: "not in the history database".into(),
+            })
+    }
+
+    fn write_object(&self, kind: Kind, bytes: Vec<u8>) -> Vec<u8> {
+        let id = content_id(&bytes);
+        self.buffer.put(object_key(kind, &id), bytes);
+        id
+    }
+
+    /// Reads a tree, through the decoded-tree cache.
+    pub(crate) fn tree(&self, id: &TreeId) -> BackendResult<Arc<Tree>> {
+        if id == &self.empty_tree_id {
+            return Ok(Arc::new(Tree::default()));
+        }
+        if let Some(tree) = self.buffer.cached_tree(id) {
+            return Ok(tree);
+        }
+        let bytes = self.read_required(Kind::Tree, id)?;
+        let tree = Arc::new(tree_from_proto(decode::<proto::Tree>(&bytes, id)?, id)?);
+        self.buffer.cache_tree(id.clone(), Arc::clone(&tree));
+        Ok(tree)
+    }
+
+    /// Writes a tree (synchronously: the writer's hot path).
+    pub(crate) fn put_tree(&self, tree: &Tree) -> TreeId {
+        let bytes = tree_to_proto(tree).encode_to_vec();
+        TreeId::new(self.write_object(Kind::Tree, bytes))
+    }
+
+    /// Writes a file's content (synchronously: the writer's hot path).
+    pub(crate) fn put_file(&self, content: &[u8]) -> FileId {
+        FileId::new(self.write_object(Kind::File, content.to_vec()))
+    }
+
+    /// Reads a file's content.
+    pub(crate) fn file(&self, id: &FileId) -> BackendResult<Vec<u8>> {
+        self.read_required(Kind::File, id)
+    }
+
+    /// Writes a commit (synchronously), returning its id.
+    pub(crate) fn put_commit(&self, commit: &Commit) -> CommitId {
+        CommitId::new(self.write_object(Kind::Commit, commit_to_proto(commit).encode_to_vec()))
+    }
+
+    /// Reads a commit.
+    pub(crate) fn commit(&self, id: &CommitId) -> BackendResult<Commit> {
+        if id == &self.root_commit_id {
+            return Ok(make_root_commit(
+                self.root_change_id.clone(),
+                self.empty_tree_id.clone(),
+            ));
+        }
+        let bytes = self.read_required(Kind::Commit, id)?;
+        Ok(commit_from_proto(decode::<proto::Commit>(&bytes, id)?))
+    }
+
+    pub(crate) fn empty_tree(&self) -> &TreeId {
+        &self.empty_tree_id
+    }
+
+    pub(crate) fn root_commit(&self) -> &CommitId {
+        &self.root_commit_id
+    }
+}
+
+fn decode<M: Message + Default>(bytes: &[u8], id: &impl ObjectId) -> BackendResult<M> {
+    M::decode(bytes).map_err(|err| BackendError::ReadObject {
+        object_type: id.object_type(),
+        hash: id.hex(),
+        source: Box::new(err),
+    })
+}
+
+fn unsupported(what: &str) -> BackendError {
+    BackendError::Unsupported(format!("the history backend stores no {what}"))
+}
+
+#[async_trait]
+impl Backend for RedbBackend {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    fn commit_id_length(&self) -> usize {
+        ID_LEN
+    }
+
+    fn change_id_length(&self) -> usize {
+        CHANGE_ID_LEN
+    }
+
+    fn root_commit_id(&self) -> &CommitId {
+        &self.root_commit_id
+    }
+
+    fn root_change_id(&self) -> &ChangeId {
+        &self.root_change_id
+    }
+
+    fn empty_tree_id(&self) -> &TreeId {
+        &self.empty_tree_id
+    }
+
+    fn concurrency(&self) -> usize {
+        1
+    }
+
+    async fn read_file(
+        &self,
+        _path: &RepoPath,
+        id: &FileId,
+    ) -> BackendResult<Pin<Box<dyn AsyncRead + Send>>> {
+        Ok(Box::pin(Cursor::new(self.file(id)?)))
+    }
+
+    async fn write_file(
+        &self,
+        _path: &RepoPath,
+        contents: &mut (dyn AsyncRead + Send + Unpin),
+    ) -> BackendResult<FileId> {
+        let mut bytes = Vec::new();
+        contents
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|err| BackendError::WriteObject {
+                object_type: "file",
+                source: Box::new(err),
+            })?;
+        Ok(self.put_file(&bytes))
+    }
+
+    async fn read_symlink(&self, _path: &RepoPath, _id: &SymlinkId) -> BackendResult<String> {
+        Err(unsupported("symlinks"))
+    }
+
+    async fn write_symlink(&self, _path: &RepoPath, _target: &str) -> BackendResult<SymlinkId> {
+        Err(unsupported("symlinks"))
+    }
+
+    async fn read_copy(&self, _id: &CopyId) -> BackendResult<CopyHistory> {
+        Err(unsupported("copy histories"))
+    }
+
+    async fn write_copy(&self, _copy: &CopyHistory) -> BackendResult<CopyId> {
+        Err(unsupported("copy histories"))
+    }
+
+    async fn get_related_copies(&self, _copy_id: &CopyId) -> BackendResult<Vec<RelatedCopy>> {
+        Err(unsupported("copy histories"))
+    }
+
+    async fn read_tree(&self, _path: &RepoPath, id: &TreeId) -> BackendResult<Tree> {
+        Ok(self.tree(id)?.as_ref().clone())
+    }
+
+    async fn write_tree(&self, _path: &RepoPath, contents: &Tree) -> BackendResult<TreeId> {
+        Ok(self.put_tree(contents))
+    }
+
+    async fn read_commit(&self, id: &CommitId) -> BackendResult<Commit> {
+        self.commit(id)
+    }
+
+    async fn write_commit(
+        &self,
+        contents: Commit,
+        sign_with: Option<&mut SigningFn>,
+    ) -> BackendResult<(CommitId, Commit)> {
+        if sign_with.is_some() {
+            return Err(unsupported("signatures"));
+        }
+        if contents.parents.is_empty() {
+            return Err(BackendError::Other(
+                "cannot write a commit with no parents".into(),
+            ));
+        }
+        let id = self.put_commit(&contents);
+        Ok((id, contents))
+    }
+
+    fn get_copy_records(
+        &self,
+        _paths: Option<&[RepoPathBuf]>,
+        _root: &CommitId,
+        _head: &CommitId,
+    ) -> BackendResult<BoxStream<'_, BackendResult<CopyRecord>>> {
+        Ok(Box::pin(futures::stream::empty()))
+    }
+
+    fn gc(&self, _index: &dyn Index, _keep_newer: SystemTime) -> BackendResult<()> {
+        // Trimming is done by `--history-retention` (retention.rs), which knows which revisions
+        // may go; jj's reachability gc has nothing to add for a linear history.
+        Ok(())
+    }
+}
+
+pub(crate) fn tree_to_proto(tree: &Tree) -> proto::Tree {
+    proto::Tree {
+        entries: tree
+            .entries()
+            .map(|entry| proto::tree::Entry {
+                name: entry.name().as_internal_str().to_owned(),
+                value: Some(tree_value_to_proto(entry.value())),
+            })
+            .collect(),
+    }
+}
+
+fn tree_value_to_proto(value: &TreeValue) -> proto::TreeValue {
+    let value = match value {
+        TreeValue::File {
+            id,
+            executable,
+            copy_id,
+        } => proto::tree_value::Value::File(proto::tree_value::File {
+            id: id.to_bytes(),
+            executable: *executable,
+            copy_id: copy_id.to_bytes(),
+        }),
+        TreeValue::Symlink(id) => proto::tree_value::Value::SymlinkId(id.to_bytes()),
+        TreeValue::Tree(id) => proto::tree_value::Value::TreeId(id.to_bytes()),
+        TreeValue::GitSubmodule(id) => proto::tree_value::Value::SymlinkId(id.to_bytes()),
+    };
+    proto::TreeValue { value: Some(value) }
+}
+
+fn tree_from_proto(tree: proto::Tree, id: &TreeId) -> BackendResult<Tree> {
+    let corrupt = |what: &str| BackendError::ReadObject {
+        object_type: "tree".to_owned(),
+        hash: id.hex(),
+        source: what.to_owned().into(),
+    };
+    let mut entries = Vec::with_capacity(tree.entries.len());
+    for entry in tree.entries {
+        let name = RepoPathComponentBuf::new(entry.name).map_err(|_| corrupt("bad entry name"))?;
+        let value = match entry.value.and_then(|value| value.value) {
+            Some(proto::tree_value::Value::File(file)) => TreeValue::File {
+                id: FileId::new(file.id),
+                executable: file.executable,
+                copy_id: CopyId::new(file.copy_id),
+            },
+            Some(proto::tree_value::Value::TreeId(tree_id)) => {
+                TreeValue::Tree(TreeId::new(tree_id))
+            }
+            Some(proto::tree_value::Value::SymlinkId(symlink)) => {
+                TreeValue::Symlink(SymlinkId::new(symlink))
+            }
+            None => return Err(corrupt("entry without a value")),
+        };
+        entries.push((name, value));
+    }
+    Ok(Tree::from_sorted_entries(entries))
+}
+
+pub(crate) fn commit_to_proto(commit: &Commit) -> proto::Commit {
+    proto::Commit {
+        parents: commit.parents.iter().map(ObjectId::to_bytes).collect(),
+        predecessors: commit.predecessors.iter().map(ObjectId::to_bytes).collect(),
+        root_tree: commit.root_tree.iter().map(ObjectId::to_bytes).collect(),
+        conflict_labels: if commit.conflict_labels.is_resolved() {
+            Vec::new()
+        } else {
+            commit.conflict_labels.as_slice().to_owned()
+        },
+        change_id: commit.change_id.to_bytes(),
+        description: commit.description.clone(),
+        author: Some(signature_to_proto(&commit.author)),
+        committer: Some(signature_to_proto(&commit.committer)),
+        secure_sig: None,
+    }
+}
+
+fn signature_to_proto(signature: &Signature) -> proto::commit::Signature {
+    proto::commit::Signature {
+        name: signature.name.clone(),
+        email: signature.email.clone(),
+        timestamp: Some(proto::commit::Timestamp {
+            millis_since_epoch: signature.timestamp.timestamp.0,
+            tz_offset: signature.timestamp.tz_offset,
+        }),
+    }
+}
+
+fn signature_from_proto(signature: proto::commit::Signature) -> Signature {
+    let timestamp = signature.timestamp.unwrap_or_default();
+    Signature {
+        name: signature.name,
+        email: signature.email,
+        timestamp: Timestamp {
+            timestamp: MillisSinceEpoch(timestamp.millis_since_epoch),
+            tz_offset: timestamp.tz_offset,
+        },
+    }
+}
+
+fn commit_from_proto(commit: proto::Commit) -> Commit {
+    let root_tree: MergeBuilder<TreeId> = commit.root_tree.into_iter().map(TreeId::new).collect();
+    Commit {
+        parents: commit.parents.into_iter().map(CommitId::new).collect(),
+        predecessors: commit.predecessors.into_iter().map(CommitId::new).collect(),
+        root_tree: root_tree.build(),
+        conflict_labels: ConflictLabels::from_vec(commit.conflict_labels).into_merge(),
+        change_id: ChangeId::new(commit.change_id),
+        description: commit.description,
+        author: signature_from_proto(commit.author.unwrap_or_default()),
+        committer: signature_from_proto(commit.committer.unwrap_or_default()),
+        secure_sig: None,
+    }
+}

@@ -1,0 +1,96 @@
+//! The history database: one redb file (`member/history.redb`) holding jj's objects (through
+//! [`RedbBackend`] and [`RedbOpStore`]) and the indexes of `index.rs`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable};
+
+use super::backend::{OBJECTS, RedbBackend};
+use super::error::{HistoryError, HistoryResult};
+use super::index::{self, Head};
+use super::op_store::RedbOpStore;
+
+/// The history database and jj's stores over it.
+pub(crate) struct HistoryDb {
+    pub db: Arc<Database>,
+    pub backend: Arc<RedbBackend>,
+    pub op_store: RedbOpStore,
+    pub path: PathBuf,
+}
+
+/// Where the history database of a data dir lives.
+pub fn history_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("member").join("history.redb")
+}
+
+impl HistoryDb {
+    /// Opens (creating if missing) the database at `path`, with every table present.
+    pub(crate) fn open(path: &Path) -> HistoryResult<Self> {
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        for table in [
+            index::REVISIONS,
+            index::CHANGED,
+            index::KEY_LOG,
+            index::OPERATIONS,
+            index::META,
+        ] {
+            txn.open_table(table)?;
+        }
+        txn.open_table(OBJECTS)?;
+        txn.commit()?;
+        Ok(Self::wrap(db, path))
+    }
+
+    /// Opens an existing database (a stopped server's), failing if it is missing.
+    pub(crate) fn open_existing(path: &Path) -> HistoryResult<Self> {
+        if !path.exists() {
+            return Err(HistoryError::Storage(format!(
+                "no history database at {}",
+                path.display()
+            )));
+        }
+        let db = Database::open(path).map_err(|err| match err {
+            redb::DatabaseError::DatabaseAlreadyOpen => HistoryError::Storage(format!(
+                "{} is in use (is the server still running? use --endpoints)",
+                path.display()
+            )),
+            other => HistoryError::storage(other),
+        })?;
+        Ok(Self::wrap(db, path))
+    }
+
+    fn wrap(db: Database, path: &Path) -> Self {
+        let db = Arc::new(db);
+        let backend = Arc::new(RedbBackend::new(Arc::clone(&db)));
+        let op_store = RedbOpStore::new(Arc::clone(&backend));
+        Self {
+            db,
+            backend,
+            op_store,
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// The recorded head (default when nothing is recorded yet).
+    pub(crate) fn head(&self) -> HistoryResult<Head> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(index::META)?;
+        read_head(&meta)
+    }
+
+    pub(crate) fn size(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |meta| meta.len())
+    }
+}
+
+pub(crate) fn read_head(
+    meta: &impl ReadableTable<&'static [u8], &'static [u8]>,
+) -> HistoryResult<Head> {
+    match meta.get(index::META_HEAD)? {
+        Some(row) => postcard::from_bytes(row.value())
+            .map_err(|_| HistoryError::Corrupt("undecodable head".to_owned())),
+        None => Ok(Head::default()),
+    }
+}

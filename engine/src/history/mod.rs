@@ -1,0 +1,143 @@
+//! History: every revision of the store as a commit in a jj-lib repository.
+//!
+//! ```text
+//!  MvccStateMachine::apply ─► ApplyObserver ─► HistoryFeed::notify(applied revision)
+//!                                                     │ (no data crosses: a number)
+//!  history thread (std::thread, never a tokio worker) ◄┘
+//!     reads revisions (head, applied] from the MVCC store (`changes`, `history`, `rev_meta`)
+//!     ─► one jj tree per revision (keys mapped by `path`), one jj commit per revision
+//!        (parent = previous revision's commit), one jj operation per applied batch
+//!     ─► objects, operations and indexes in one redb write transaction (`store`)
+//! ```
+//!
+//! History is derived and deterministic: commit ids depend only on the replicated log (time and
+//! origin come from the raft entry, change ids from the revision, author and host are fixed), so
+//! every member computes the same commit id for the same revision, and a rebuild from the same
+//! log reproduces them. MVCC compaction never removes history: the compactor's physical removal
+//! stops at the history head, so history can always catch up from the store.
+//!
+//! This is the only module that imports jj-lib.
+
+mod backend;
+mod db;
+mod error;
+mod index;
+mod op_store;
+mod tree;
+mod writer;
+
+mod model;
+pub mod path;
+#[cfg(test)]
+mod tests;
+
+pub use error::{HistoryError, HistoryResult};
+pub use model::{
+    At, BlameLine, ChangeKind, HistoryStatus, KeyChange, KeyDiff, KeyVersion, LogQuery,
+    OperationEntry, Origin, RestoreOutcome, RevisionDetail, RevisionEntry,
+};
+
+mod reader;
+
+pub use reader::History;
+
+/// Runs `future` with `origin` as the origin of every proposal it makes; kvapi wraps each
+/// request handler in it (user from authentication, agent from the `user-agent` header).
+pub async fn with_origin<F: std::future::Future>(origin: Origin, future: F) -> F::Output {
+    ORIGIN.scope(origin, future).await
+}
+
+tokio::task_local! {
+    static ORIGIN: Origin;
+}
+
+/// The origin of the request being served, if the caller set one.
+pub(crate) fn current_origin() -> Origin {
+    ORIGIN.try_with(Origin::clone).unwrap_or_default()
+}
+
+pub use db::history_path;
+
+/// The live history of a node: the database, the writer thread and its feed.
+pub(crate) struct Recording {
+    history: History,
+    feed: Arc<writer::Feed>,
+    progress: Arc<writer::Progress>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+use std::sync::Arc;
+
+impl Recording {
+    /// Opens the history database of `data_dir` and starts the history thread, which records
+    /// whatever `store()` holds past the history head, then follows the feed.
+    pub(crate) fn start(
+        data_dir: &std::path::Path,
+        store: crate::raft::state_machine::StoreCell,
+    ) -> HistoryResult<Self> {
+        let db = Arc::new(db::HistoryDb::open(&history_path(data_dir))?);
+        let progress = Arc::new(writer::Progress::default());
+        let recorder = writer::Recorder::new(Arc::clone(&db), Arc::clone(&progress))?;
+        let feed = Arc::new(writer::Feed::default());
+        feed.batch_applied(store.get().current_revision());
+        let applied_store = store.clone();
+        let history = History::online(
+            db,
+            Arc::clone(&progress),
+            Box::new(move || applied_store.get().current_revision()),
+        );
+        let thread_feed = Arc::clone(&feed);
+        let thread = std::thread::Builder::new()
+            .name("cairn-history".to_owned())
+            .spawn(move || writer::run(recorder, &thread_feed, &|| store.get()))?;
+        Ok(Self {
+            history,
+            feed,
+            progress,
+            thread: std::sync::Mutex::new(Some(thread)),
+        })
+    }
+
+    pub(crate) fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// A batch was applied; `revision` is the store's revision after it.
+    pub(crate) fn batch_applied(&self, revision: i64) {
+        self.feed.batch_applied(revision);
+    }
+
+    /// A snapshot replaced the store.
+    pub(crate) fn restored(&self, revision: i64) {
+        self.feed.restored(revision);
+    }
+
+    /// The newest revision recorded.
+    pub(crate) fn head(&self) -> i64 {
+        self.progress
+            .head
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The newest revision recorded durably: the store may physically drop what is below it.
+    pub(crate) fn durable_head(&self) -> i64 {
+        self.progress
+            .durable
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Records what is pending, makes it durable and stops the thread (blocking).
+    pub(crate) fn stop(&self) {
+        self.feed.stop();
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread
+            && thread.join().is_err()
+        {
+            tracing::error!("the history thread panicked");
+        }
+    }
+}

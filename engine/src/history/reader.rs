@@ -1,0 +1,549 @@
+//! Queries over recorded history: by revision and time through `revisions`, by key through
+//! `key_log`, whole states through the jj trees.
+//!
+//! Costs: a key's log is one range scan of its own rows; a prefix log walks revisions newest
+//! first until the page is full; `get` is one reverse seek; `diff` reads the changes between the
+//! two revisions; `range` walks the tree under the prefix's directory; time → revision is a
+//! binary search (commit times never decrease).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use jj_lib::backend::{FileId, TreeId};
+
+use jj_lib::op_store::OperationId;
+use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
+
+use super::db::{HistoryDb, history_path};
+use super::index::{self, Head, OperationRecord, RevisionRecord};
+use super::writer::{Progress, hex};
+use super::{
+    At, BlameLine, ChangeKind, HistoryError, HistoryResult, HistoryStatus, KeyChange, KeyDiff,
+    KeyVersion, LogQuery, OperationEntry, RevisionDetail, RevisionEntry,
+};
+
+/// Default page size of `log` and `oplog`.
+const PAGE: usize = 100;
+
+/// A handle on recorded history; cheap to clone. Every method blocks (redb, jj-lib): call it
+/// from `spawn_blocking` or a plain thread, never on a tokio worker.
+#[derive(Clone)]
+pub struct History {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Arc<HistoryDb>,
+    /// The live writer's progress (None offline).
+    progress: Option<Arc<Progress>>,
+    /// The store's applied revision (None offline).
+    applied: Option<Box<dyn Fn() -> i64 + Send + Sync>>,
+}
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("History")
+            .field("path", &self.inner.db.path)
+            .finish_non_exhaustive()
+    }
+}
+
+type Table = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
+
+/// One read transaction's tables.
+struct View {
+    head: Head,
+    revisions: Table,
+    changed: Table,
+    key_log: Table,
+    operations: Table,
+}
+
+impl History {
+    pub(crate) fn online(
+        db: Arc<HistoryDb>,
+        progress: Arc<Progress>,
+        applied: Box<dyn Fn() -> i64 + Send + Sync>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                progress: Some(progress),
+                applied: Some(applied),
+            }),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn db(&self) -> Arc<HistoryDb> {
+        Arc::clone(&self.inner.db)
+    }
+
+    /// Opens the history of a stopped server's data dir, read-only.
+    pub fn open_read_only(data_dir: &Path) -> HistoryResult<Self> {
+        let db = HistoryDb::open_existing(&history_path(data_dir))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db: Arc::new(db),
+                progress: None,
+                applied: None,
+            }),
+        })
+    }
+
+    fn view(&self) -> HistoryResult<View> {
+        let txn: ReadTransaction = self.inner.db.db.begin_read()?;
+        let meta = txn.open_table(index::META)?;
+        Ok(View {
+            head: super::db::read_head(&meta)?,
+            revisions: txn.open_table(index::REVISIONS)?,
+            changed: txn.open_table(index::CHANGED)?,
+            key_log: txn.open_table(index::KEY_LOG)?,
+            operations: txn.open_table(index::OPERATIONS)?,
+        })
+    }
+
+    pub fn status(&self) -> HistoryResult<HistoryStatus> {
+        let head = self.inner.db.head()?;
+        let head_revision = self.inner.progress.as_ref().map_or(head.revision, |p| {
+            p.head.load(Ordering::Acquire).max(head.revision)
+        });
+        let head_commit_id = match &self.inner.progress {
+            Some(progress) => progress
+                .head_commit
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
+            None => hex(&head.commit_id),
+        };
+        Ok(HistoryStatus {
+            head_revision,
+            head_commit_id,
+            applied_revision: self.inner.applied.as_ref().map_or(head_revision, |f| f()),
+            oldest_revision: head.oldest_revision,
+            db_size_bytes: self.inner.db.size(),
+        })
+    }
+
+    /// Revisions matching `query`, newest first.
+    pub fn log(&self, query: &LogQuery) -> HistoryResult<Vec<RevisionEntry>> {
+        let view = self.view()?;
+        let limit = if query.limit == 0 { PAGE } else { query.limit };
+        let mut max = if query.max_revision > 0 {
+            query.max_revision.min(view.head.revision)
+        } else {
+            view.head.revision
+        };
+        let mut min = query.min_revision.max(view.head.oldest_revision).max(1);
+        if query.since_unix_ms > 0 {
+            min = min.max(first_at_or_after(&view, query.since_unix_ms)?);
+        }
+        if query.until_unix_ms > 0 {
+            max = max.min(last_at_or_before(&view, query.until_unix_ms)?);
+        }
+        let mut revisions = Vec::new();
+        if min > max {
+            return Ok(Vec::new());
+        }
+        match (&query.key, query.prefix) {
+            (Some(key), false) => {
+                let from = index::key_log_key(key, min);
+                let to = index::key_log_key(key, max);
+                for row in view
+                    .key_log
+                    .range::<&[u8]>(from.as_slice()..=to.as_slice())?
+                    .rev()
+                    .take(limit)
+                {
+                    let (row_key, _) = row?;
+                    let (_, revision) = index::split_key_log_key(row_key.value())
+                        .ok_or_else(|| corrupt("key_log key"))?;
+                    revisions.push(revision);
+                }
+            }
+            (prefix, _) => {
+                let prefix = prefix.as_deref().unwrap_or_default();
+                let mut revision = max;
+                while revision >= min && revisions.len() < limit {
+                    if prefix.is_empty() || changes_under(&view, revision, prefix)? {
+                        revisions.push(revision);
+                    }
+                    revision -= 1;
+                }
+            }
+        }
+        revisions
+            .into_iter()
+            .map(|revision| entry(&view, revision, query.changes_limit))
+            .collect()
+    }
+
+    /// One revision with the values before and after each change.
+    pub fn show(&self, revision: i64) -> HistoryResult<RevisionDetail> {
+        let view = self.view()?;
+        check_revision(&view, revision)?;
+        let entry = entry(&view, revision, 0)?;
+        let mut diffs = Vec::with_capacity(entry.changes.len());
+        for change in &entry.changes {
+            diffs.push(KeyDiff {
+                key: change.key.clone(),
+                before: self
+                    .value_at(&view, &change.key, revision - 1)?
+                    .map(|(v, _)| v),
+                after: self.value_at(&view, &change.key, revision)?.map(|(v, _)| v),
+            });
+        }
+        Ok(RevisionDetail { entry, diffs })
+    }
+
+    /// The keys (under `prefix`; empty = all) whose values differ between two revisions.
+    pub fn diff(&self, from: i64, to: i64, prefix: &[u8]) -> HistoryResult<Vec<KeyDiff>> {
+        if from > to {
+            return Err(HistoryError::Invalid(format!(
+                "diff from revision {from} to the older revision {to}; give the older one first"
+            )));
+        }
+        let view = self.view()?;
+        check_revision(&view, from.max(view.head.oldest_revision))?;
+        check_revision(&view, to)?;
+        let mut keys: BTreeSet<Vec<u8>> = BTreeSet::new();
+        let start = index::changed_key(from + 1, 0);
+        let end = index::changed_key(to, u32::MAX);
+        for row in view
+            .changed
+            .range::<&[u8]>(start.as_slice()..=end.as_slice())?
+        {
+            let (_, value) = row?;
+            let key = value
+                .value()
+                .get(1..)
+                .ok_or_else(|| corrupt("changed row"))?;
+            if key.starts_with(prefix) {
+                keys.insert(key.to_vec());
+            }
+        }
+        let mut diffs = Vec::new();
+        for key in keys {
+            let before = self.value_at(&view, &key, from)?.map(|(v, _)| v);
+            let after = self.value_at(&view, &key, to)?.map(|(v, _)| v);
+            if before != after {
+                diffs.push(KeyDiff {
+                    key: Bytes::from(key),
+                    before,
+                    after,
+                });
+            }
+        }
+        Ok(diffs)
+    }
+
+    /// `key` at a revision or time; `None` when absent then.
+    pub fn get(&self, key: &[u8], at: At) -> HistoryResult<Option<KeyVersion>> {
+        let view = self.view()?;
+        let revision = resolve(&view, at)?;
+        Ok(self
+            .value_at(&view, key, revision)?
+            .map(|(value, mod_revision)| KeyVersion {
+                key: Bytes::copy_from_slice(key),
+                value,
+                mod_revision,
+                revision,
+            }))
+    }
+
+    /// Every key under `prefix` present at `at`, with its value, in key order, starting after
+    /// `after` (exclusive; empty = from the start), at most `limit` (0 = all).
+    pub fn range(
+        &self,
+        prefix: &[u8],
+        at: At,
+        after: &[u8],
+        limit: usize,
+    ) -> HistoryResult<Vec<KeyVersion>> {
+        let view = self.view()?;
+        let revision = resolve(&view, at)?;
+        let Some(record) = revision_record(&view, revision)? else {
+            return Ok(Vec::new());
+        };
+        let backend = &self.inner.db.backend;
+        let root = TreeId::new(record.tree_id);
+        let (dirs, _) = super::path::prefix_components(prefix);
+        let Some(subtree) = super::tree::subtree(backend, &root, &dirs)? else {
+            return Ok(Vec::new());
+        };
+        let mut found: Vec<(Vec<u8>, FileId)> = Vec::new();
+        let mut components = dirs.clone();
+        super::tree::walk(backend, &subtree, &mut components, &mut |path, file| {
+            if let Some(key) = super::path::key_from_components(path.iter().map(String::as_str))
+                && key.starts_with(prefix)
+                && (after.is_empty() || key.as_slice() > after)
+            {
+                found.push((key, file.clone()));
+            }
+            true
+        })?;
+        found.sort();
+        if limit > 0 {
+            found.truncate(limit);
+        }
+        found
+            .into_iter()
+            .map(|(key, file)| {
+                let mod_revision = self
+                    .value_at(&view, &key, revision)?
+                    .map_or(revision, |(_, rev)| rev);
+                Ok(KeyVersion {
+                    value: Bytes::from(backend.file(&file)?),
+                    key: Bytes::from(key),
+                    mod_revision,
+                    revision,
+                })
+            })
+            .collect()
+    }
+
+    /// For each key under `prefix` present at `at` (default head), the revision that last
+    /// changed it, in key order, at most `limit` (0 = all).
+    pub fn blame(
+        &self,
+        prefix: &[u8],
+        at: Option<i64>,
+        limit: usize,
+    ) -> HistoryResult<Vec<BlameLine>> {
+        let view = self.view()?;
+        let at = match at {
+            Some(revision) => {
+                check_revision(&view, revision)?;
+                revision
+            }
+            None => view.head.revision,
+        };
+        let start = index::escape_key(prefix, false);
+        let mut lines = Vec::new();
+        let mut current: Option<(Vec<u8>, i64, ChangeKind)> = None;
+        let flush = |entry: Option<(Vec<u8>, i64, ChangeKind)>,
+                     lines: &mut Vec<BlameLine>|
+         -> HistoryResult<()> {
+            if let Some((key, revision, ChangeKind::Put)) = entry {
+                let record =
+                    revision_record(&view, revision)?.ok_or_else(|| corrupt("revision row"))?;
+                lines.push(BlameLine {
+                    key: Bytes::from(key),
+                    revision,
+                    commit_id: hex(&record.commit_id),
+                    time_unix_ms: record.time_unix_ms,
+                    origin: record.origin,
+                });
+            }
+            Ok(())
+        };
+        for row in view.key_log.range::<&[u8]>(start.as_slice()..)? {
+            let (row_key, value) = row?;
+            if !row_key.value().starts_with(&start) {
+                break;
+            }
+            let (key, revision) =
+                index::split_key_log_key(row_key.value()).ok_or_else(|| corrupt("key_log key"))?;
+            if current.as_ref().is_some_and(|(k, _, _)| *k != key) {
+                flush(current.take(), &mut lines)?;
+                if limit > 0 && lines.len() >= limit {
+                    return Ok(lines);
+                }
+            }
+            if revision <= at {
+                let kind = index::decode_kind(*value.value().first().unwrap_or(&0));
+                current = Some((key, revision, kind));
+            }
+        }
+        flush(current.take(), &mut lines)?;
+        Ok(lines)
+    }
+
+    /// The newest `limit` operations (0 = 100), newest first.
+    pub fn oplog(&self, limit: usize) -> HistoryResult<Vec<OperationEntry>> {
+        let view = self.view()?;
+        let limit = if limit == 0 { PAGE } else { limit };
+        let mut entries = Vec::new();
+        for row in view.operations.iter()?.rev().take(limit) {
+            let (_, value) = row?;
+            let record: OperationRecord =
+                postcard::from_bytes(value.value()).map_err(|_| corrupt("operation row"))?;
+            let operation = self
+                .inner
+                .db
+                .op_store
+                .operation(&OperationId::new(record.operation_id.clone()))?;
+            let metadata = operation.metadata;
+            entries.push(OperationEntry {
+                operation_id: hex(&record.operation_id),
+                time_unix_ms: metadata.time.end.timestamp.0.max(0) as u64,
+                description: metadata.description,
+                first_revision: record.first_revision,
+                last_revision: record.last_revision,
+                attributes: metadata.attributes.into_iter().collect(),
+            });
+        }
+        Ok(entries)
+    }
+
+    /// The value of `key` at `revision` and the revision that wrote it.
+    fn value_at(
+        &self,
+        view: &View,
+        key: &[u8],
+        revision: i64,
+    ) -> HistoryResult<Option<(Bytes, i64)>> {
+        let from = index::key_log_key(key, i64::MIN);
+        let to = index::key_log_key(key, revision);
+        let Some(row) = view
+            .key_log
+            .range::<&[u8]>(from.as_slice()..=to.as_slice())?
+            .next_back()
+        else {
+            return Ok(None);
+        };
+        let (row_key, value) = row?;
+        let (_, mod_revision) =
+            index::split_key_log_key(row_key.value()).ok_or_else(|| corrupt("key_log key"))?;
+        let value = value.value();
+        if index::decode_kind(*value.first().unwrap_or(&0)) == ChangeKind::Delete {
+            return Ok(None);
+        }
+        let file = FileId::from_bytes(value.get(1..).unwrap_or_default());
+        let content = self.inner.db.backend.file(&file)?;
+        Ok(Some((Bytes::from(content), mod_revision)))
+    }
+}
+
+fn corrupt(what: &str) -> HistoryError {
+    HistoryError::Corrupt(format!("undecodable {what}"))
+}
+
+fn check_revision(view: &View, revision: i64) -> HistoryResult<()> {
+    if revision > view.head.revision {
+        return Err(HistoryError::FutureRevision {
+            revision,
+            head: view.head.revision,
+        });
+    }
+    if revision < view.head.oldest_revision - 1 && view.head.oldest_revision > 2 {
+        return Err(HistoryError::Trimmed {
+            revision,
+            oldest: view.head.oldest_revision,
+        });
+    }
+    if revision < 1 {
+        return Err(HistoryError::Invalid(format!(
+            "revision {revision} is not a revision (they start at 1)"
+        )));
+    }
+    Ok(())
+}
+
+fn resolve(view: &View, at: At) -> HistoryResult<i64> {
+    match at {
+        At::Revision(revision) => {
+            check_revision(view, revision)?;
+            Ok(revision)
+        }
+        At::Time(unix_ms) => last_at_or_before(view, unix_ms),
+    }
+}
+
+fn revision_record(view: &View, revision: i64) -> HistoryResult<Option<RevisionRecord>> {
+    match view.revisions.get(index::encode_i64(revision).as_slice())? {
+        Some(row) => Ok(Some(
+            postcard::from_bytes(row.value()).map_err(|_| corrupt("revision row"))?,
+        )),
+        None => Ok(None),
+    }
+}
+
+fn time_of(view: &View, revision: i64) -> HistoryResult<u64> {
+    Ok(revision_record(view, revision)?
+        .ok_or_else(|| corrupt("missing revision row"))?
+        .time_unix_ms)
+}
+
+/// The newest revision whose time is at or before `unix_ms` (1 if none: the empty store).
+fn last_at_or_before(view: &View, unix_ms: u64) -> HistoryResult<i64> {
+    let (mut low, mut high) = (view.head.oldest_revision.max(1), view.head.revision);
+    if high < low || time_of(view, low)? > unix_ms {
+        return Ok(low.saturating_sub(1).max(1));
+    }
+    while low < high {
+        let middle = low + (high - low + 1) / 2;
+        if time_of(view, middle)? <= unix_ms {
+            low = middle;
+        } else {
+            high = middle - 1;
+        }
+    }
+    Ok(low)
+}
+
+/// The oldest revision whose time is at or after `unix_ms` (head + 1 if none).
+fn first_at_or_after(view: &View, unix_ms: u64) -> HistoryResult<i64> {
+    let before = last_at_or_before(view, unix_ms.saturating_sub(1))?;
+    let first = view.head.oldest_revision.max(1);
+    if before == first && time_of(view, first).is_ok_and(|t| t >= unix_ms) {
+        return Ok(first);
+    }
+    Ok(before + 1)
+}
+
+/// Whether `revision` changed a key starting with `prefix`.
+fn changes_under(view: &View, revision: i64, prefix: &[u8]) -> HistoryResult<bool> {
+    let start = index::changed_key(revision, 0);
+    let end = index::changed_key(revision, u32::MAX);
+    for row in view
+        .changed
+        .range::<&[u8]>(start.as_slice()..=end.as_slice())?
+    {
+        let (_, value) = row?;
+        if value
+            .value()
+            .get(1..)
+            .is_some_and(|key| key.starts_with(prefix))
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn entry(view: &View, revision: i64, changes_limit: usize) -> HistoryResult<RevisionEntry> {
+    let record = revision_record(view, revision)?.ok_or(HistoryError::NoSuchRevision(revision))?;
+    let start = index::changed_key(revision, 0);
+    let end = index::changed_key(revision, u32::MAX);
+    let mut changes = Vec::new();
+    for row in view
+        .changed
+        .range::<&[u8]>(start.as_slice()..=end.as_slice())?
+    {
+        if changes_limit > 0 && changes.len() >= changes_limit {
+            break;
+        }
+        let (_, value) = row?;
+        let value = value.value();
+        changes.push(KeyChange {
+            kind: index::decode_kind(*value.first().ok_or_else(|| corrupt("changed row"))?),
+            key: Bytes::copy_from_slice(&value[1..]),
+        });
+    }
+    changes.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(RevisionEntry {
+        revision,
+        commit_id: hex(&record.commit_id),
+        parent_commit_id: hex(&record.parent_commit_id),
+        time_unix_ms: record.time_unix_ms,
+        log_term: record.log_term,
+        log_index: record.log_index,
+        origin: record.origin,
+        changes,
+        changes_total: record.changes_total,
+    })
+}

@@ -1,0 +1,364 @@
+//! History against a model: random writes to a real MVCC store, recorded by the real writer,
+//! then every revision compared with what the model says; determinism of commit ids across
+//! independent recordings and rebuilds; sharding bounds.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use jj_lib::backend::{TreeId, TreeValue};
+use proptest::prelude::*;
+
+use super::db::HistoryDb;
+use super::path::{SHARD_THRESHOLD, is_shard};
+use super::writer::{Progress, Recorder};
+use super::{At, ChangeKind, History, LogQuery};
+use crate::mvcc::{ApplyInput, MvccOptions, MvccStore};
+use crate::request::{Command, DeleteRangeRequest, Origin, Proposal, PutRequest};
+
+type State = BTreeMap<Vec<u8>, Vec<u8>>;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Arc<MvccStore>,
+    /// The model state after each revision.
+    states: BTreeMap<i64, State>,
+    time: u64,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            MvccStore::open(&dir.path().join("mvcc.redb"), MvccOptions::default()).expect("store");
+        let mut states = BTreeMap::new();
+        states.insert(1, State::new());
+        Self {
+            _dir: dir,
+            store: Arc::new(store),
+            states,
+            time: 1_700_000_000_000,
+        }
+    }
+
+    fn apply(&mut self, command: Command) {
+        self.time += 1000;
+        let proposal = Proposal {
+            command: command.clone(),
+            time_unix_ms: self.time,
+            origin: Origin {
+                user: "alice".to_owned(),
+                agent: "test/1.0".to_owned(),
+            },
+        };
+        let before = self.store.current_revision();
+        let index = self.time / 1000;
+        self.store
+            .apply(
+                &[ApplyInput {
+                    proposal: Some(&proposal),
+                    log_term: 3,
+                    log_index: index,
+                }],
+                b"raft",
+                false,
+            )
+            .expect("apply");
+        let after = self.store.current_revision();
+        if after > before {
+            let mut state = self.states[&before].clone();
+            match command {
+                Command::Put(put) => {
+                    state.insert(put.key.to_vec(), put.value.to_vec());
+                }
+                Command::DeleteRange(delete) => {
+                    let end = delete.range_end.to_vec();
+                    state.retain(|k, _| {
+                        if end.is_empty() {
+                            k.as_slice() != delete.key.as_ref()
+                        } else {
+                            k.as_slice() < delete.key.as_ref() || k.as_slice() >= end.as_slice()
+                        }
+                    });
+                }
+                _ => unreachable!("the model knows puts and deletes"),
+            }
+            self.states.insert(after, state);
+        }
+    }
+
+    fn put(&mut self, key: &[u8], value: &[u8]) {
+        self.apply(Command::Put(PutRequest {
+            key: Bytes::copy_from_slice(key),
+            value: Bytes::copy_from_slice(value),
+            ..PutRequest::default()
+        }));
+    }
+
+    fn delete(&mut self, key: &[u8], range_end: &[u8]) {
+        self.apply(Command::DeleteRange(DeleteRangeRequest {
+            key: Bytes::copy_from_slice(key),
+            range_end: Bytes::copy_from_slice(range_end),
+            prev_kv: false,
+        }));
+    }
+
+    /// Records everything into a fresh history database in `dir`.
+    fn record(&self, dir: &std::path::Path) -> History {
+        let db = Arc::new(HistoryDb::open(&dir.join("history.redb")).expect("history db"));
+        let progress = Arc::new(Progress::default());
+        let mut recorder = Recorder::new(Arc::clone(&db), Arc::clone(&progress)).expect("recorder");
+        recorder
+            .catch_up(
+                &self.store,
+                &mut VecDeque::from([self.store.current_revision()]),
+                true,
+            )
+            .expect("catch up");
+        let store = Arc::clone(&self.store);
+        History::online(db, progress, Box::new(move || store.current_revision()))
+    }
+}
+
+fn check_against_model(fixture: &Fixture, history: &History) {
+    let head = fixture.store.current_revision();
+    assert_eq!(history.status().expect("status").head_revision, head);
+    assert_eq!(history.status().expect("status").lag(), 0);
+    let keys: Vec<Vec<u8>> = fixture
+        .states
+        .values()
+        .flat_map(|state| state.keys().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    for (&revision, state) in &fixture.states {
+        for key in &keys {
+            let got = history.get(key, At::Revision(revision)).expect("get");
+            assert_eq!(
+                got.map(|kv| kv.value.to_vec()),
+                state.get(key).cloned(),
+                "key {key:?} at revision {revision}"
+            );
+        }
+        let listed: State = history
+            .range(b"", At::Revision(revision), b"", 0)
+            .expect("range")
+            .into_iter()
+            .map(|kv| (kv.key.to_vec(), kv.value.to_vec()))
+            .collect();
+        assert_eq!(&listed, state, "whole state at revision {revision}");
+        if revision > 1 {
+            let previous = &fixture.states[&(revision - 1)];
+            let diff = history.diff(revision - 1, revision, b"").expect("diff");
+            for change in &diff {
+                assert_eq!(
+                    change.before.as_deref(),
+                    previous.get(change.key.as_ref()).map(Vec::as_slice)
+                );
+                assert_eq!(
+                    change.after.as_deref(),
+                    state.get(change.key.as_ref()).map(Vec::as_slice)
+                );
+            }
+            let shown = history.show(revision).expect("show");
+            assert_eq!(shown.entry.revision, revision);
+            assert_eq!(shown.entry.origin.user, "alice");
+        }
+    }
+}
+
+#[test]
+fn history_equals_the_model_at_every_revision() {
+    let mut fixture = Fixture::new();
+    fixture.put(b"/a", b"1");
+    fixture.put(b"/a/b", b"child");
+    fixture.put(b"/a", b"2");
+    fixture.put(b"bin\x00ary", b"\xff\x00");
+    fixture.delete(b"/a", b"");
+    fixture.put(b"/c", b"3");
+    fixture.delete(b"/", b"0");
+    fixture.put(b"/a", b"back");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let history = fixture.record(dir.path());
+    check_against_model(&fixture, &history);
+
+    let log = history
+        .log(&LogQuery {
+            key: Some(Bytes::from_static(b"/a")),
+            ..LogQuery::default()
+        })
+        .expect("log");
+    let revisions: Vec<i64> = log.iter().map(|e| e.revision).collect();
+    assert_eq!(
+        revisions,
+        vec![9, 6, 4, 2],
+        "newest first, only /a's changes"
+    );
+    let range_delete = history.show(8).expect("show");
+    let deleted: Vec<&[u8]> = range_delete
+        .entry
+        .changes
+        .iter()
+        .map(|c| c.key.as_ref())
+        .collect();
+    assert_eq!(
+        deleted,
+        vec![&b"/a/b"[..], b"/c"],
+        "delete-range of [/, 0) removed two keys"
+    );
+    assert!(
+        range_delete
+            .entry
+            .changes
+            .iter()
+            .all(|c| c.kind == ChangeKind::Delete)
+    );
+
+    let blame = history.blame(b"/", None, 0).expect("blame");
+    let blamed: Vec<(&[u8], i64)> = blame.iter().map(|l| (l.key.as_ref(), l.revision)).collect();
+    assert_eq!(blamed, vec![(&b"/a"[..], 9)]);
+
+    let at_time = history
+        .get(b"/a", At::Time(1_700_000_000_000 + 3500))
+        .expect("get at time")
+        .expect("present");
+    assert_eq!(at_time.value.as_ref(), b"2");
+    assert_eq!(at_time.mod_revision, 4);
+
+    let ops = history.oplog(0).expect("oplog");
+    assert_eq!(ops.len(), 1, "one catch-up batch");
+    assert!(
+        ops[0]
+            .attributes
+            .iter()
+            .any(|(k, v)| k == "raft.log_id" && v.starts_with("3-"))
+    );
+}
+
+#[test]
+fn commit_ids_depend_only_on_the_log() {
+    let mut fixture = Fixture::new();
+    for i in 0..50u32 {
+        fixture.put(format!("/k/{}", i % 7).as_bytes(), &i.to_be_bytes());
+        if i % 11 == 0 {
+            fixture.delete(b"/k/3", b"");
+        }
+    }
+    let first = tempfile::tempdir().expect("tempdir");
+    let second = tempfile::tempdir().expect("tempdir");
+    let a = fixture.record(first.path());
+    let b = fixture.record(second.path());
+    let query = LogQuery {
+        limit: 1000,
+        ..LogQuery::default()
+    };
+    let ids_a: Vec<String> = a
+        .log(&query)
+        .expect("log")
+        .into_iter()
+        .map(|e| e.commit_id)
+        .collect();
+    let ids_b: Vec<String> = b
+        .log(&query)
+        .expect("log")
+        .into_iter()
+        .map(|e| e.commit_id)
+        .collect();
+    assert_eq!(ids_a.len() as i64, fixture.store.current_revision() - 1);
+    assert_eq!(
+        ids_a, ids_b,
+        "independent recordings agree commit by commit"
+    );
+}
+
+#[test]
+fn large_directories_are_sharded_into_bounded_trees() {
+    let mut fixture = Fixture::new();
+    for i in 0..1500u32 {
+        fixture.put(format!("/registry/events/default/e{i}").as_bytes(), b"v");
+    }
+    for i in (0..1500u32).step_by(3) {
+        fixture.delete(format!("/registry/events/default/e{i}").as_bytes(), b"");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let history = fixture.record(dir.path());
+    let listed = history
+        .range(
+            b"/registry/events/default/",
+            At::Revision(fixture.store.current_revision()),
+            b"",
+            0,
+        )
+        .expect("range");
+    assert_eq!(listed.len(), 1000);
+    for i in [1u32, 2, 1499] {
+        let key = format!("/registry/events/default/e{i}");
+        assert!(
+            history
+                .get(
+                    key.as_bytes(),
+                    At::Revision(fixture.store.current_revision())
+                )
+                .expect("get")
+                .is_some()
+        );
+        let db = &history_db(&history);
+        let head = db.head().expect("head");
+        assert!(
+            super::tree::lookup(
+                &db.backend,
+                &TreeId::new(head.tree_id.clone()),
+                key.as_bytes()
+            )
+            .expect("lookup")
+            .is_some()
+        );
+    }
+    let db = history_db(&history);
+    let head = db.head().expect("head");
+    let mut largest = 0;
+    let mut sharded = false;
+    check_trees(&db, &TreeId::new(head.tree_id), &mut largest, &mut sharded);
+    assert!(sharded, "1000 entries in one directory must be sharded");
+    assert!(
+        largest <= SHARD_THRESHOLD,
+        "largest tree has {largest} entries"
+    );
+}
+
+fn history_db(history: &History) -> Arc<HistoryDb> {
+    history.db()
+}
+
+fn check_trees(db: &HistoryDb, id: &TreeId, largest: &mut usize, sharded: &mut bool) {
+    let tree = db.backend.tree(id).expect("tree");
+    *largest = (*largest).max(tree.entries().count());
+    for entry in tree.entries() {
+        if is_shard(entry.name().as_internal_str()) {
+            *sharded = true;
+        }
+        if let TreeValue::Tree(child) = entry.value() {
+            check_trees(db, child, largest, sharded);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+
+    #[test]
+    fn random_histories_match_the_model(ops in proptest::collection::vec(
+        (0u8..3, 0u8..12, any::<u8>()), 1..60)) {
+        let mut fixture = Fixture::new();
+        for (op, key, value) in ops {
+            let key = format!("/p/{}/{}", key % 3, key).into_bytes();
+            match op {
+                0 | 1 => fixture.put(&key, &[value]),
+                _ => fixture.delete(&key, b""),
+            }
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let history = fixture.record(dir.path());
+        check_against_model(&fixture, &history);
+    }
+}

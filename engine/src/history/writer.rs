@@ -1,0 +1,630 @@
+//! The history thread: records applied revisions as jj commits, in order, off the apply path.
+//!
+//! ```text
+//!  apply (state machine) ── Feed::batch_applied(last revision) ──► condvar
+//!  history thread: wait ─► MvccStore::recorded_revisions(head + 1, …) ─► per revision:
+//!     TreeEdit (tree.rs) ─► jj commit (parent = head) ─► index rows (index.rs)
+//!     per applied batch: jj operation (view = new head) ─► one redb write transaction
+//! ```
+//!
+//! Commits are deterministic: the tree from the changes, the time from the raft entry (never
+//! earlier than the parent's), the change id from the revision, fixed committer. Operations
+//! record this member's batches (raft log ids, origins).
+//!
+//! The database commit is non-durable except about once a second; [`Progress::durable`] is what
+//! the compactor waits for before physically removing revisions, so after a crash history
+//! always finds what it lost still in the MVCC store.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use jj_lib::backend::{ChangeId, Commit, CommitId, MillisSinceEpoch, Signature, Timestamp, TreeId};
+use jj_lib::merge::Merge;
+use jj_lib::object_id::ObjectId;
+use jj_lib::op_store::{Operation, OperationId, OperationMetadata, TimestampRange};
+use redb::Durability;
+use sha2::{Digest, Sha256};
+
+use super::db::HistoryDb;
+use super::error::{HistoryError, HistoryResult};
+use super::index::{self, Head, OperationRecord, RevisionRecord};
+use super::model::{ChangeKind, Origin};
+use super::op_store::view_with_head;
+use super::tree::TreeEdit;
+use crate::mvcc::{MvccStore, RecordedChange, RecordedRevision, RevisionMeta};
+use crate::request::RangeRequest;
+
+/// Changes read from the store per write transaction.
+const CHANGES_PER_TRANSACTION: usize = 20_000;
+/// How often the history database is made durable.
+const DURABLE_EVERY: Duration = Duration::from_secs(1);
+/// At most this many batch boundaries are remembered; older ones merge (bounded memory).
+const MAX_MARKS: usize = 100_000;
+/// Keys listed in a commit description.
+const DESCRIBED_KEYS: usize = 20;
+
+/// What the apply path tells the history thread.
+#[derive(Default)]
+pub(crate) struct Feed {
+    state: Mutex<FeedState>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct FeedState {
+    /// The newest revision applied.
+    applied: i64,
+    /// The last revision of each applied batch not yet recorded, oldest first.
+    marks: VecDeque<i64>,
+    stop: bool,
+}
+
+impl Feed {
+    /// A batch was applied whose newest revision is `revision`.
+    pub(crate) fn batch_applied(&self, revision: i64) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if revision > state.applied {
+            state.applied = revision;
+            if state.marks.len() >= MAX_MARKS {
+                state.marks.pop_front();
+            }
+            state.marks.push_back(revision);
+            self.wake.notify_one();
+        }
+    }
+
+    /// The store was replaced (snapshot installed): start from its revision.
+    pub(crate) fn restored(&self, revision: i64) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.applied = revision;
+        state.marks.clear();
+        self.wake.notify_one();
+    }
+
+    pub(crate) fn stop(&self) {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stop = true;
+        self.wake.notify_all();
+    }
+
+    /// Waits until something past `head` was applied (or a second passed); returns the marks
+    /// and whether to stop.
+    fn wait(&self, head: i64) -> (VecDeque<i64>, bool) {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (mut state, _) = self
+            .wake
+            .wait_timeout_while(state, DURABLE_EVERY, |state| {
+                !state.stop && state.applied <= head
+            })
+            .unwrap_or_else(PoisonError::into_inner);
+        (std::mem::take(&mut state.marks), state.stop)
+    }
+}
+
+/// The recorded position, for status, metrics and the compactor.
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    pub head: AtomicI64,
+    pub durable: AtomicI64,
+    pub head_commit: Mutex<String>,
+    pub failed: std::sync::atomic::AtomicBool,
+}
+
+/// Records revisions into the history database.
+pub(crate) struct Recorder {
+    db: Arc<HistoryDb>,
+    head: Head,
+    progress: Arc<Progress>,
+    last_durable: Instant,
+}
+
+impl Recorder {
+    pub(crate) fn new(db: Arc<HistoryDb>, progress: Arc<Progress>) -> HistoryResult<Self> {
+        let head = db.head()?;
+        progress.head.store(head.revision, Ordering::Release);
+        progress.durable.store(head.revision, Ordering::Release);
+        *progress
+            .head_commit
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = hex(&head.commit_id);
+        Ok(Self {
+            db,
+            head,
+            progress,
+            last_durable: Instant::now(),
+        })
+    }
+
+    pub(crate) fn head_revision(&self) -> i64 {
+        self.head.revision
+    }
+
+    /// Records everything the store holds past the head; returns how many revisions.
+    pub(crate) fn catch_up(
+        &mut self,
+        store: &MvccStore,
+        marks: &mut VecDeque<i64>,
+        force_durable: bool,
+    ) -> HistoryResult<usize> {
+        let mut recorded = 0;
+        loop {
+            let revisions = store
+                .recorded_revisions(self.head.revision + 1, CHANGES_PER_TRANSACTION)
+                .map_err(HistoryError::storage)?;
+            let Some(first) = revisions.first() else {
+                break;
+            };
+            let expected = if self.head.revision == 0 {
+                2
+            } else {
+                self.head.revision + 1
+            };
+            if first.revision != expected {
+                self.import_state(store, first.revision - 1)?;
+                continue;
+            }
+            recorded += revisions.len();
+            self.record(&revisions, marks, force_durable)?;
+        }
+        if force_durable {
+            self.make_durable()?;
+        }
+        Ok(recorded)
+    }
+
+    /// Records `revisions` (consecutive, starting at head + 1) in one write transaction.
+    fn record(
+        &mut self,
+        revisions: &[RecordedRevision],
+        marks: &mut VecDeque<i64>,
+        force_durable: bool,
+    ) -> HistoryResult<()> {
+        let backend = Arc::clone(&self.db.backend);
+        let mut head = self.head.clone();
+        let mut records: Vec<(i64, RevisionRecord)> = Vec::with_capacity(revisions.len());
+        let mut changed_rows: Vec<([u8; 12], Vec<u8>)> = Vec::new();
+        let mut key_log_rows: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut operations: Vec<(u64, OperationRecord)> = Vec::new();
+        let mut group: Vec<(i64, CommitId, &RevisionMeta)> = Vec::new();
+        for revision in revisions {
+            let parent = self.parent_id(&head);
+            let base = self.tree_id(&head);
+            let mut edit = TreeEdit::new(&backend, &base)?;
+            for (seq, change) in revision.changes.iter().enumerate() {
+                let file = change.value.as_ref().map(|value| backend.put_file(value));
+                edit.set(&change.key, file.as_ref())?;
+                let kind = if file.is_some() {
+                    ChangeKind::Put
+                } else {
+                    ChangeKind::Delete
+                };
+                let mut row = vec![index::encode_kind(kind)];
+                row.extend_from_slice(&change.key);
+                changed_rows.push((index::changed_key(revision.revision, seq as u32), row));
+                let mut log_row = vec![index::encode_kind(kind)];
+                if let Some(file) = &file {
+                    log_row.extend_from_slice(file.as_bytes());
+                }
+                key_log_rows.push((index::key_log_key(&change.key, revision.revision), log_row));
+            }
+            let tree = edit.write();
+            let time = revision.meta.time_unix_ms.max(head.time_unix_ms);
+            let commit = revision_commit(revision, &parent, &tree, time);
+            let commit_id = backend.put_commit(&commit);
+            records.push((
+                revision.revision,
+                RevisionRecord {
+                    commit_id: commit_id.to_bytes(),
+                    parent_commit_id: parent.to_bytes(),
+                    tree_id: tree.to_bytes(),
+                    time_unix_ms: time,
+                    log_term: revision.meta.log_term,
+                    log_index: revision.meta.log_index,
+                    origin: revision.meta.origin.clone(),
+                    changes_total: revision.changes.len() as u64,
+                },
+            ));
+            head.revision = revision.revision;
+            head.commit_id = commit_id.to_bytes();
+            head.tree_id = tree.to_bytes();
+            head.time_unix_ms = time;
+            if head.oldest_revision == 0 {
+                head.oldest_revision = revision.revision;
+            }
+            group.push((revision.revision, commit_id, &revision.meta));
+            while marks.front().is_some_and(|&mark| mark < revision.revision) {
+                marks.pop_front();
+            }
+            let batch_ends = marks.front() == Some(&revision.revision);
+            if batch_ends {
+                marks.pop_front();
+            }
+            let last = std::ptr::eq(revision, revisions.last().expect("not empty"));
+            if batch_ends || last {
+                let (seq, record) = self.write_operation(&mut head, &group)?;
+                operations.push((seq, record));
+                group.clear();
+            }
+        }
+
+        let durable = force_durable || self.last_durable.elapsed() >= DURABLE_EVERY;
+        let mut txn = self.db.db.begin_write()?;
+        txn.set_durability(if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        })?;
+        let result = (|| -> HistoryResult<()> {
+            backend
+                .buffer
+                .flush_into(&txn)
+                .map_err(HistoryError::storage)?;
+            let mut table = txn.open_table(index::REVISIONS)?;
+            for (revision, record) in &records {
+                let bytes = postcard::to_allocvec(record).map_err(HistoryError::storage)?;
+                table.insert(index::encode_i64(*revision).as_slice(), bytes.as_slice())?;
+            }
+            drop(table);
+            let mut table = txn.open_table(index::CHANGED)?;
+            for (key, row) in &changed_rows {
+                table.insert(key.as_slice(), row.as_slice())?;
+            }
+            drop(table);
+            let mut table = txn.open_table(index::KEY_LOG)?;
+            for (key, row) in &key_log_rows {
+                table.insert(key.as_slice(), row.as_slice())?;
+            }
+            drop(table);
+            let mut table = txn.open_table(index::OPERATIONS)?;
+            for (seq, record) in &operations {
+                let bytes = postcard::to_allocvec(record).map_err(HistoryError::storage)?;
+                table.insert(seq.to_be_bytes().as_slice(), bytes.as_slice())?;
+            }
+            drop(table);
+            let mut meta = txn.open_table(index::META)?;
+            let bytes = postcard::to_allocvec(&head).map_err(HistoryError::storage)?;
+            meta.insert(index::META_HEAD, bytes.as_slice())?;
+            Ok(())
+        })();
+        if let Err(err) = result {
+            backend.buffer.discard();
+            return Err(err);
+        }
+        txn.commit()?;
+        self.head = head;
+        self.published(durable);
+        Ok(())
+    }
+
+    /// Writes the jj operation for `group` (revisions recorded together); returns its index row.
+    fn write_operation(
+        &self,
+        head: &mut Head,
+        group: &[(i64, CommitId, &RevisionMeta)],
+    ) -> HistoryResult<(u64, OperationRecord)> {
+        let (first_revision, _, first) = group.first().expect("a group has revisions");
+        let (last_revision, last_commit, last) = group.last().expect("a group has revisions");
+        let view_id = self
+            .db
+            .op_store
+            .put_view(&view_with_head(last_commit.clone()))?;
+        let parent = if head.operation_id.is_empty() {
+            self.db.op_store.root_operation().clone()
+        } else {
+            OperationId::new(head.operation_id.clone())
+        };
+        let origins: BTreeSet<&Origin> = group.iter().map(|(_, _, meta)| &meta.origin).collect();
+        let mut attributes = BTreeMap::new();
+        attributes.insert(
+            "raft.log_id".to_owned(),
+            format!(
+                "{}-{}..{}-{}",
+                first.log_term, first.log_index, last.log_term, last.log_index
+            ),
+        );
+        attributes.insert(
+            "cairn.revisions".to_owned(),
+            format!("{first_revision}..{last_revision}"),
+        );
+        let users: Vec<&str> = origins
+            .iter()
+            .map(|o| o.user.as_str())
+            .filter(|u| !u.is_empty())
+            .collect();
+        let agents: Vec<&str> = origins
+            .iter()
+            .map(|o| o.agent.as_str())
+            .filter(|a| !a.is_empty())
+            .collect();
+        if !users.is_empty() {
+            attributes.insert("origin.user".to_owned(), dedup_join(&users));
+        }
+        if !agents.is_empty() {
+            attributes.insert("origin.agent".to_owned(), dedup_join(&agents));
+        }
+        let operation = Operation {
+            view_id,
+            parents: vec![parent],
+            metadata: OperationMetadata {
+                time: TimestampRange {
+                    start: timestamp(first.time_unix_ms),
+                    end: timestamp(last.time_unix_ms),
+                },
+                description: if first_revision == last_revision {
+                    format!("apply revision {first_revision}")
+                } else {
+                    format!("apply revisions {first_revision}..{last_revision}")
+                },
+                hostname: "cairn".to_owned(),
+                username: "cairn".to_owned(),
+                is_snapshot: false,
+                workspace_name: None,
+                attributes,
+            },
+            commit_predecessors: Some(
+                group
+                    .iter()
+                    .map(|(_, commit, _)| (commit.clone(), Vec::new()))
+                    .collect(),
+            ),
+        };
+        let id = self.db.op_store.put_operation(&operation);
+        head.operation_id = id.to_bytes();
+        head.operation_seq += 1;
+        Ok((
+            head.operation_seq,
+            OperationRecord {
+                operation_id: id.to_bytes(),
+                first_revision: *first_revision,
+                last_revision: *last_revision,
+            },
+        ))
+    }
+
+    /// Records the whole state at `revision` as one commit: used when the revisions before it
+    /// are gone from the store (history enabled on a compacted store, a snapshot installed
+    /// past the head, or a rebuild after compaction).
+    fn import_state(&mut self, store: &MvccStore, revision: i64) -> HistoryResult<()> {
+        tracing::warn!(
+            head = self.head.revision,
+            revision,
+            "history cannot replay revisions up to {revision}: recording the state at it as one commit"
+        );
+        let mut changes = Vec::new();
+        let mut from = Bytes::from_static(b"\0");
+        // The current tree is replaced: deletes for what it holds, puts for the state.
+        let existing = self.keys_at_head()?;
+        loop {
+            let request = RangeRequest {
+                key: from.clone(),
+                range_end: Bytes::from_static(b"\0"),
+                revision,
+                limit: 10_000,
+                ..RangeRequest::default()
+            };
+            let (response, _) = store.range(&request).map_err(HistoryError::storage)?;
+            for kv in &response.kvs {
+                changes.push(RecordedChange {
+                    key: kv.key.clone(),
+                    value: Some(kv.value.clone()),
+                });
+            }
+            match response.kvs.last() {
+                Some(last) if response.more => {
+                    let mut next = last.key.to_vec();
+                    next.push(0);
+                    from = Bytes::from(next);
+                }
+                _ => break,
+            }
+        }
+        let present: BTreeSet<&[u8]> = changes.iter().map(|c| c.key.as_ref()).collect();
+        let removals: Vec<RecordedChange> = existing
+            .into_iter()
+            .filter(|key| !present.contains(key.as_slice()))
+            .map(|key| RecordedChange {
+                key: Bytes::from(key),
+                value: None,
+            })
+            .collect();
+        changes.extend(removals);
+        let imported = RecordedRevision {
+            revision,
+            meta: RevisionMeta::default(),
+            changes,
+        };
+        self.record(std::slice::from_ref(&imported), &mut VecDeque::new(), true)
+    }
+
+    fn keys_at_head(&self) -> HistoryResult<Vec<Vec<u8>>> {
+        let mut keys = Vec::new();
+        if self.head.tree_id.is_empty() {
+            return Ok(keys);
+        }
+        super::tree::walk(
+            &self.db.backend,
+            &TreeId::new(self.head.tree_id.clone()),
+            &mut Vec::new(),
+            &mut |components, _| {
+                if let Some(key) =
+                    super::path::key_from_components(components.iter().map(String::as_str))
+                {
+                    keys.push(key);
+                }
+                true
+            },
+        )?;
+        Ok(keys)
+    }
+
+    fn parent_id(&self, head: &Head) -> CommitId {
+        if head.commit_id.is_empty() {
+            self.db.backend.root_commit().clone()
+        } else {
+            CommitId::new(head.commit_id.clone())
+        }
+    }
+
+    fn tree_id(&self, head: &Head) -> TreeId {
+        if head.tree_id.is_empty() {
+            self.db.backend.empty_tree().clone()
+        } else {
+            TreeId::new(head.tree_id.clone())
+        }
+    }
+
+    fn make_durable(&mut self) -> HistoryResult<()> {
+        let mut txn = self.db.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        txn.commit()?;
+        self.published(true);
+        Ok(())
+    }
+
+    fn published(&mut self, durable: bool) {
+        self.progress
+            .head
+            .store(self.head.revision, Ordering::Release);
+        *self
+            .progress
+            .head_commit
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = hex(&self.head.commit_id);
+        if durable {
+            self.last_durable = Instant::now();
+            self.progress
+                .durable
+                .store(self.head.revision, Ordering::Release);
+        }
+    }
+
+    /// Makes the database durable if the last durable commit is older than [`DURABLE_EVERY`].
+    fn tick(&mut self) -> HistoryResult<()> {
+        if self.progress.durable.load(Ordering::Acquire) < self.head.revision
+            && self.last_durable.elapsed() >= DURABLE_EVERY
+        {
+            self.make_durable()?;
+        }
+        Ok(())
+    }
+}
+
+/// The history thread's loop: runs until the feed is stopped.
+pub(crate) fn run(mut recorder: Recorder, feed: &Feed, store: &dyn Fn() -> Arc<MvccStore>) {
+    let mut failures = 0u32;
+    loop {
+        let (mut marks, stop) = feed.wait(recorder.head_revision());
+        let result = recorder
+            .catch_up(&store(), &mut marks, stop)
+            .and_then(|_| recorder.tick());
+        match result {
+            Ok(()) => failures = 0,
+            Err(err) => {
+                failures += 1;
+                recorder.progress.failed.store(true, Ordering::Release);
+                tracing::error!(%err, "recording history; will retry");
+                std::thread::sleep(Duration::from_millis(100 * u64::from(failures.min(50))));
+            }
+        }
+        if stop {
+            return;
+        }
+    }
+}
+
+/// The jj commit of one revision.
+fn revision_commit(
+    revision: &RecordedRevision,
+    parent: &CommitId,
+    tree: &TreeId,
+    time: u64,
+) -> Commit {
+    let meta = &revision.meta;
+    let mut description = format!("revision {}\n\n", revision.revision);
+    for change in revision.changes.iter().take(DESCRIBED_KEYS) {
+        let verb = if change.value.is_some() {
+            "put"
+        } else {
+            "delete"
+        };
+        let _ = writeln!(description, "{verb} {}", change.key.escape_ascii());
+    }
+    if revision.changes.len() > DESCRIBED_KEYS {
+        let _ = writeln!(
+            description,
+            "… and {} more",
+            revision.changes.len() - DESCRIBED_KEYS
+        );
+    }
+    let _ = writeln!(
+        description,
+        "\nRaft-Log-Id: {}-{}",
+        meta.log_term, meta.log_index
+    );
+    if !meta.origin.user.is_empty() {
+        let _ = writeln!(description, "Origin-User: {}", meta.origin.user);
+    }
+    if !meta.origin.agent.is_empty() {
+        let _ = writeln!(description, "Origin-Agent: {}", meta.origin.agent);
+    }
+    let author = if meta.origin.user.is_empty() {
+        "cairn".to_owned()
+    } else {
+        meta.origin.user.clone()
+    };
+    Commit {
+        parents: vec![parent.clone()],
+        predecessors: Vec::new(),
+        root_tree: Merge::resolved(tree.clone()),
+        conflict_labels: Merge::resolved(String::new()),
+        change_id: change_id(revision.revision),
+        description,
+        author: Signature {
+            name: author,
+            email: String::new(),
+            timestamp: timestamp(time),
+        },
+        committer: Signature {
+            name: "cairn".to_owned(),
+            email: String::new(),
+            timestamp: timestamp(time),
+        },
+        secure_sig: None,
+    }
+}
+
+/// The change id of a revision: a function of the revision alone.
+fn change_id(revision: i64) -> ChangeId {
+    let mut hasher = Sha256::new();
+    hasher.update(b"cairn revision ");
+    hasher.update(revision.to_be_bytes());
+    ChangeId::new(hasher.finalize()[..16].to_vec())
+}
+
+fn timestamp(unix_ms: u64) -> Timestamp {
+    Timestamp {
+        timestamp: MillisSinceEpoch(unix_ms as i64),
+        tz_offset: 0,
+    }
+}
+
+fn dedup_join(values: &[&str]) -> String {
+    let unique: BTreeSet<&str> = values.iter().copied().collect();
+    unique.into_iter().collect::<Vec<_>>().join(", ")
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}

@@ -26,6 +26,21 @@ enum Command {
         #[command(subcommand)]
         command: SnapshotCommand,
     },
+    /// History utilities.
+    History {
+        #[command(subcommand)]
+        command: HistoryCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum HistoryCommand {
+    /// Rebuild the jj history of a stopped server's data dir from its MVCC store.
+    Rebuild {
+        /// The data dir (the server must be stopped).
+        #[arg(long, default_value = "./cairn-data")]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -313,6 +328,23 @@ async fn serve(flags: ServerFlags) -> anyhow::Result<()> {
     }
 }
 
+/// `cairn history rebuild`: progress on stderr, the outcome on stdout.
+fn rebuild_history(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    let mut last_report = std::time::Instant::now();
+    let status = cairn_engine::history::rebuild(data_dir, &mut |head, target| {
+        if last_report.elapsed() >= Duration::from_secs(1) {
+            eprintln!("rebuilding history: revision {head} of {target}");
+            last_report = std::time::Instant::now();
+        }
+    })
+    .with_context(|| format!("cannot rebuild the history of {}", data_dir.display()))?;
+    println!(
+        "history rebuilt: revisions {}..{}, head commit {}",
+        status.oldest_revision, status.head_revision, status.head_commit_id
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.server.log_level);
@@ -328,6 +360,9 @@ fn main() -> ExitCode {
                 );
             })
             .with_context(|| format!("cannot restore {}", file.display())),
+        Some(Command::History {
+            command: HistoryCommand::Rebuild { data_dir },
+        }) => rebuild_history(&data_dir),
         None => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

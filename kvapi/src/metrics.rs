@@ -194,6 +194,18 @@ impl NodeCollector {
                 Kind::Gauge,
                 |m| m.leases as f64,
             )?,
+            family(
+                "cairn_history_head_revision",
+                "The newest revision recorded in the jj history.",
+                Kind::Gauge,
+                |m| m.history_head_revision as f64,
+            )?,
+            family(
+                "cairn_history_lag_revisions",
+                "Revisions applied to the store but not yet recorded in history.",
+                Kind::Gauge,
+                |m| m.history_lag_revisions as f64,
+            )?,
         ];
         let wal_fsync = desc(
             "etcd_disk_wal_fsync_duration_seconds",
@@ -334,6 +346,8 @@ mod tests {
             watchers: 6,
             slow_watchers: 1,
             leases: 2,
+            history_head_revision: 15,
+            history_lag_revisions: 2,
         });
         let metrics = Metrics::new(source, &ApiConfig::default()).expect("metrics register");
         metrics
@@ -357,6 +371,8 @@ mod tests {
             "etcd_debugging_mvcc_watcher_total 6",
             "etcd_debugging_mvcc_slow_watcher_total 1",
             "etcd_debugging_lessor_leases 2",
+            "cairn_history_head_revision 15",
+            "cairn_history_lag_revisions 2",
             "# TYPE etcd_disk_wal_fsync_duration_seconds histogram",
             "etcd_disk_wal_fsync_duration_seconds_bucket{le=\"+Inf\"} 10",
             "etcd_disk_wal_fsync_duration_seconds_sum 0.5",

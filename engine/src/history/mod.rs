@@ -141,3 +141,39 @@ impl Recording {
         }
     }
 }
+
+/// Rebuilds the history of a stopped server's data dir from its MVCC store: the old history
+/// database is set aside (`history.redb.old`, removed on success) and every revision the store
+/// still holds is recorded again. Replaying from revision 2 (a store never compacted) gives the
+/// same commit ids as before; after a compaction, the state at the oldest revision left becomes
+/// one commit and the rest follows. `progress(recorded head, store revision)` is called as it
+/// goes.
+pub fn rebuild(
+    data_dir: &std::path::Path,
+    progress: &mut dyn FnMut(i64, i64),
+) -> HistoryResult<HistoryStatus> {
+    let path = history_path(data_dir);
+    let old = path.with_extension("redb.old");
+    if path.exists() {
+        std::fs::rename(&path, &old)?;
+    }
+    let store = crate::mvcc::MvccStore::open(
+        &data_dir.join("member").join("mvcc.redb"),
+        crate::mvcc::MvccOptions::default(),
+    )
+    .map_err(HistoryError::storage)?;
+    let db = Arc::new(db::HistoryDb::open(&path)?);
+    let mut recorder =
+        writer::Recorder::new(Arc::clone(&db), Arc::new(writer::Progress::default()))?;
+    let target = store.current_revision();
+    let mut marks = std::collections::VecDeque::new();
+    while recorder.step(&store, &mut marks, true)? > 0 {
+        progress(recorder.head_revision(), target);
+    }
+    drop(recorder);
+    let status = History::offline(db).status()?;
+    if old.exists() {
+        std::fs::remove_file(&old)?;
+    }
+    Ok(status)
+}

@@ -85,13 +85,18 @@ impl History {
     /// Opens the history of a stopped server's data dir, read-only.
     pub fn open_read_only(data_dir: &Path) -> HistoryResult<Self> {
         let db = HistoryDb::open_existing(&history_path(data_dir))?;
-        Ok(Self {
+        Ok(Self::offline(Arc::new(db)))
+    }
+
+    /// History with no writer running: status comes from the database alone.
+    pub(crate) fn offline(db: Arc<HistoryDb>) -> Self {
+        Self {
             inner: Arc::new(Inner {
-                db: Arc::new(db),
+                db,
                 progress: None,
                 applied: None,
             }),
-        })
+        }
     }
 
     fn view(&self) -> HistoryResult<View> {
@@ -108,9 +113,16 @@ impl History {
 
     pub fn status(&self) -> HistoryResult<HistoryStatus> {
         let head = self.inner.db.head()?;
-        let head_revision = self.inner.progress.as_ref().map_or(head.revision, |p| {
-            p.head.load(Ordering::Acquire).max(head.revision)
-        });
+        // Revision 1 is the empty store: nothing to record, so history is at least there.
+        // Revision 1 is the empty store: there is nothing to record, so history is there.
+        let head_revision = self
+            .inner
+            .progress
+            .as_ref()
+            .map_or(head.revision, |p| {
+                p.head.load(Ordering::Acquire).max(head.revision)
+            })
+            .max(1);
         let head_commit_id = match &self.inner.progress {
             Some(progress) => progress
                 .head_commit
@@ -423,11 +435,10 @@ fn corrupt(what: &str) -> HistoryError {
 }
 
 fn check_revision(view: &View, revision: i64) -> HistoryResult<()> {
-    if revision > view.head.revision {
-        return Err(HistoryError::FutureRevision {
-            revision,
-            head: view.head.revision,
-        });
+    // Revision 1, the empty store, is always known.
+    let head = view.head.revision.max(1);
+    if revision > head {
+        return Err(HistoryError::FutureRevision { revision, head });
     }
     if revision < view.head.oldest_revision - 1 && view.head.oldest_revision > 2 {
         return Err(HistoryError::Trimmed {

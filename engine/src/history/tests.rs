@@ -362,3 +362,46 @@ proptest! {
         check_against_model(&fixture, &history);
     }
 }
+
+#[test]
+fn rebuild_reproduces_the_commit_ids() {
+    let mut fixture = Fixture::new();
+    for i in 0..30u32 {
+        fixture.put(format!("/r/{}", i % 5).as_bytes(), &i.to_be_bytes());
+    }
+    let data = tempfile::tempdir().expect("tempdir");
+    let member = data.path().join("member");
+    std::fs::create_dir_all(&member).expect("member dir");
+    // The fixture's store stands in for the data dir's: copy it into place.
+    fixture.store.sync().expect("sync");
+    std::fs::copy(
+        fixture._dir.path().join("mvcc.redb"),
+        member.join("mvcc.redb"),
+    )
+    .expect("copy");
+    let original = fixture.record(&member);
+    let query = LogQuery {
+        limit: 1000,
+        ..LogQuery::default()
+    };
+    let before: Vec<String> = original
+        .log(&query)
+        .expect("log")
+        .into_iter()
+        .map(|e| e.commit_id)
+        .collect();
+    drop(original);
+    let mut reports = 0;
+    let status = super::rebuild(data.path(), &mut |_, _| reports += 1).expect("rebuild");
+    assert!(reports > 0);
+    assert_eq!(status.head_revision, fixture.store.current_revision());
+    let rebuilt = History::open_read_only(data.path()).expect("open");
+    let after: Vec<String> = rebuilt
+        .log(&query)
+        .expect("log")
+        .into_iter()
+        .map(|e| e.commit_id)
+        .collect();
+    assert_eq!(before, after);
+    assert_eq!(status.head_commit_id, after[0]);
+}

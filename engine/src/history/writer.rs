@@ -154,28 +154,42 @@ impl Recorder {
     ) -> HistoryResult<usize> {
         let mut recorded = 0;
         loop {
-            let revisions = store
-                .recorded_revisions(self.head.revision + 1, CHANGES_PER_TRANSACTION)
-                .map_err(HistoryError::storage)?;
-            let Some(first) = revisions.first() else {
+            let step = self.step(store, marks, force_durable)?;
+            if step == 0 {
                 break;
-            };
-            let expected = if self.head.revision == 0 {
-                2
-            } else {
-                self.head.revision + 1
-            };
-            if first.revision != expected {
-                self.import_state(store, first.revision - 1)?;
-                continue;
             }
-            recorded += revisions.len();
-            self.record(&revisions, marks, force_durable)?;
+            recorded += step;
         }
         if force_durable {
             self.make_durable()?;
         }
         Ok(recorded)
+    }
+
+    /// Records the next transaction's worth of revisions; returns how many (0 = caught up).
+    pub(crate) fn step(
+        &mut self,
+        store: &MvccStore,
+        marks: &mut VecDeque<i64>,
+        force_durable: bool,
+    ) -> HistoryResult<usize> {
+        let revisions = store
+            .recorded_revisions(self.head.revision + 1, CHANGES_PER_TRANSACTION)
+            .map_err(HistoryError::storage)?;
+        let Some(first) = revisions.first() else {
+            return Ok(0);
+        };
+        let expected = if self.head.revision == 0 {
+            2
+        } else {
+            self.head.revision + 1
+        };
+        if first.revision != expected {
+            self.import_state(store, first.revision - 1)?;
+            return Ok(1);
+        }
+        self.record(&revisions, marks, force_durable)?;
+        Ok(revisions.len())
     }
 
     /// Records `revisions` (consecutive, starting at head + 1) in one write transaction.

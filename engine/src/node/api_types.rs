@@ -111,4 +111,8 @@ pub struct NodeMetrics {
     pub watchers: u64,
     pub slow_watchers: u64,
     pub leases: u64,
+    /// Newest revision recorded in history (0 when history is off).
+    pub history_head_revision: i64,
+    /// Revisions applied but not yet recorded in history.
+    pub history_lag_revisions: i64,
 }

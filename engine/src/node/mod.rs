@@ -953,6 +953,12 @@ impl Node {
             watchers: self.inner.hub.watcher_count() as u64,
             slow_watchers: self.inner.hub.unsynced_count() as u64,
             leases: self.inner.lessor.len() as u64,
+            history_head_revision: self.inner.history.as_ref().map_or(0, |h| h.head()),
+            history_lag_revisions: self
+                .inner
+                .history
+                .as_ref()
+                .map_or(0, |h| (store.current_revision() - h.head()).max(0)),
         }
     }
 

@@ -402,6 +402,55 @@ impl Cluster {
         );
     }
 
+    /// Every running member that recorded its history by replaying the log (no snapshot made it
+    /// import a state) has the same jj commit id for `revision`: commit ids depend only on the
+    /// log. Waits (bounded) for each member's history to reach `revision`.
+    pub async fn check_commit_ids(&self, revision: i64) {
+        let mut ids = Vec::new();
+        for i in self.up() {
+            let node = self.running(i);
+            let history = node.history().expect("history is on in the simulation");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while node.metrics().history_head_revision < revision {
+                assert!(
+                    Instant::now() < deadline,
+                    "{}: member {i}'s history stuck at {} below {revision}",
+                    self.scenario,
+                    node.metrics().history_head_revision
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let log = tokio::task::spawn_blocking(move || {
+                history.log(&cairn_engine::history::LogQuery {
+                    max_revision: revision,
+                    limit: 1_000_000,
+                    changes_limit: 1,
+                    ..Default::default()
+                })
+            })
+            .await
+            .expect("log task")
+            .unwrap_or_else(|e| panic!("member {i}: history log: {e}"));
+            // An imported state (log index 0) means this member's history started from a
+            // snapshot: its ids legitimately differ.
+            if log.iter().any(|entry| entry.log_index == 0) {
+                continue;
+            }
+            let at = log.first().filter(|entry| entry.revision == revision);
+            ids.push((i, at.map(|entry| entry.commit_id.clone())));
+        }
+        assert!(
+            ids.windows(2).all(|w| w[0].1 == w[1].1),
+            "{}: commit ids for revision {revision} differ between members: {ids:?}",
+            self.scenario
+        );
+        println!(
+            "{}: {} members agree on the commit id of revision {revision}",
+            self.scenario,
+            ids.len()
+        );
+    }
+
     /// The full set of end-of-scenario checks over the running members: convergence, equal
     /// `hash_kv`, equal histories that match the ledger, and the ledger's own checks. Returns the
     /// final revision and the (common) history.
@@ -414,6 +463,7 @@ impl Cluster {
             ledger.max_acked_revision()
         );
         self.check_hash(last).await;
+        self.check_commit_ids(last).await;
         let mut histories = Vec::new();
         for i in self.up() {
             let history = ledger::history(&self.running(i), first, last)

@@ -19,7 +19,7 @@ use crate::request::{Command, DeleteRangeRequest, Origin, Proposal, PutRequest};
 type State = BTreeMap<Vec<u8>, Vec<u8>>;
 
 struct Fixture {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     store: Arc<MvccStore>,
     /// The model state after each revision.
     states: BTreeMap<i64, State>,
@@ -34,7 +34,7 @@ impl Fixture {
         let mut states = BTreeMap::new();
         states.insert(1, State::new());
         Self {
-            _dir: dir,
+            dir,
             store: Arc::new(store),
             states,
             time: 1_700_000_000_000,
@@ -375,7 +375,7 @@ fn rebuild_reproduces_the_commit_ids() {
     // The fixture's store stands in for the data dir's: copy it into place.
     fixture.store.sync().expect("sync");
     std::fs::copy(
-        fixture._dir.path().join("mvcc.redb"),
+        fixture.dir.path().join("mvcc.redb"),
         member.join("mvcc.redb"),
     )
     .expect("copy");

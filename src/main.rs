@@ -117,6 +117,10 @@ struct ServerFlags {
     /// `--history=false` turns it off.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     history: bool,
+    /// How much history to keep: `0` (everything, the default), an age (`30d`, `12h`) or a
+    /// size of the history database (`10GiB`, `500MB`). MVCC compaction never trims history.
+    #[arg(long, default_value = "0", value_parser = parse_retention)]
+    history_retention: cairn_engine::history::Retention,
     /// Log level: debug, info, warn, error.
     #[arg(long, default_value = "info", value_parser = ["debug", "info", "warn", "error", "panic", "fatal"])]
     log_level: String,
@@ -247,6 +251,7 @@ async fn serve(flags: ServerFlags) -> anyhow::Result<()> {
         watch_progress_notify_interval: flags.watch_progress_notify_interval,
         force_new_cluster: flags.force_new_cluster,
         history: flags.history,
+        history_retention: flags.history_retention,
     };
     let transport = Arc::new(cairn_kvapi::peer::GrpcTransport::new());
     let node = Node::start(config, transport)
@@ -326,6 +331,10 @@ async fn serve(flags: ServerFlags) -> anyhow::Result<()> {
         Some(reason) => bail!(reason),
         None => Ok(()),
     }
+}
+
+fn parse_retention(text: &str) -> Result<cairn_engine::history::Retention, String> {
+    text.parse()
 }
 
 /// `cairn history rebuild`: progress on stderr, the outcome on stdout.

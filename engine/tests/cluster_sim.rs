@@ -2,6 +2,9 @@
 //! and reorders messages, and restarts members; every scenario is driven by a seed (printed at
 //! its start; replay with `CAIRN_SIM_SEEDS=<seed>`). See `sim/` for the network, the cluster,
 //! the clients and the checks.
+// Scenarios hold several in-process members (raft, store, history) in one future; each runs
+// once per seed, so its size does not matter.
+#![allow(clippy::large_futures)]
 
 mod sim;
 
@@ -657,8 +660,6 @@ async fn rolling_restart(seed: u64) {
     cluster.shutdown().await;
 }
 
-// Five in-process members (each with its history) make a large scenario future; it runs once.
-#[allow(clippy::large_futures)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rolling_restart_under_load() {
     for seed in sim::seeds(&[501, 502]) {
@@ -960,8 +961,6 @@ async fn joining_member_is_not_refused_by_a_lagging_peer() {
     }
 }
 
-// Five in-process members (each with its history) make a large scenario future; it runs once.
-#[allow(clippy::large_futures)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn membership_changes_under_load() {
     for seed in sim::seeds(&[601, 602, 603]) {

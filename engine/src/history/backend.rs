@@ -7,8 +7,13 @@
 //! of the database, never one file per object.
 //!
 //! ```text
-//! objects   kind u8 | id (32 bytes)   →  jj protobuf bytes (trees, commits), raw bytes (files)
+//! objects   kind u8 | id (32 bytes)   →  written i64 | jj protobuf bytes (trees, commits,
+//!                                          operations, views) or raw bytes (files)
 //! ```
+//!
+//! `written` is the newest revision whose batch (re)wrote the object: every write of an object,
+//! even one already stored, refreshes it. Retention relies on it (see `retention.rs`): whatever
+//! a kept revision can reach was either reachable from the oldest kept tree or written since.
 //!
 //! Ids are 32 bytes for commits, trees and files; change ids 16 bytes. The root commit id is
 //! all zeros, as in jj's simple backend.
@@ -66,19 +71,32 @@ pub(crate) fn content_id(bytes: &[u8]) -> Vec<u8> {
     Sha256::digest(bytes).to_vec()
 }
 
+/// An object's bytes and the revision that (last) wrote it.
+type Stamped = (i64, Vec<u8>);
+
 /// Objects written but not yet committed to the database, and decoded trees.
 #[derive(Default)]
 pub(crate) struct ObjectBuffer {
-    pending: Mutex<HashMap<Vec<u8>, Vec<u8>>>,
+    /// Pending objects with the revision being recorded when each was (last) written.
+    pending: Mutex<HashMap<Vec<u8>, Stamped>>,
+    /// The revision being recorded: stamped on objects written now.
+    writing: std::sync::atomic::AtomicI64,
     trees: Mutex<HashMap<TreeId, Arc<Tree>>>,
 }
 
 impl ObjectBuffer {
     pub(crate) fn put(&self, key: Vec<u8>, bytes: Vec<u8>) {
+        let revision = self.writing.load(std::sync::atomic::Ordering::Relaxed);
         self.pending
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(key, bytes);
+            .insert(key, (revision, bytes));
+    }
+
+    /// Objects written from now on are stamped with `revision`.
+    pub(crate) fn set_writing(&self, revision: i64) {
+        self.writing
+            .store(revision, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
@@ -86,18 +104,23 @@ impl ObjectBuffer {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(key)
-            .cloned()
+            .map(|(_, bytes)| bytes.clone())
     }
 
-    /// Moves every pending object into `txn`; returns how many bytes they hold.
+    /// Moves every pending object into `txn`, stamped with the revision that wrote it; returns
+    /// how many bytes they hold.
     pub(crate) fn flush_into(&self, txn: &WriteTransaction) -> Result<u64, redb::Error> {
         let pending =
             std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
         let mut bytes = 0u64;
         let mut table = txn.open_table(OBJECTS)?;
-        for (key, value) in pending {
+        let mut row = Vec::new();
+        for (key, (revision, value)) in pending {
             bytes += value.len() as u64;
-            table.insert(key.as_slice(), value.as_slice())?;
+            row.clear();
+            row.extend_from_slice(&super::index::encode_i64(revision));
+            row.extend_from_slice(&value);
+            table.insert(key.as_slice(), row.as_slice())?;
         }
         Ok(bytes)
     }
@@ -170,7 +193,9 @@ impl RedbBackend {
                 Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
                 Err(err) => return Err(err.into()),
             };
-            Ok(table.get(key.as_slice())?.map(|row| row.value().to_vec()))
+            Ok(table
+                .get(key.as_slice())?
+                .map(|row| row.value().get(8..).unwrap_or_default().to_vec()))
         };
         read().map_err(|err| BackendError::Other(Box::new(err)))
     }

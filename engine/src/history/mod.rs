@@ -38,8 +38,10 @@ pub use model::{
 };
 
 mod reader;
+mod retention;
 
 pub use reader::History;
+pub use retention::Retention;
 
 /// Runs `future` with `origin` as the origin of every proposal it makes; kvapi wraps each
 /// request handler in it (user from authentication, agent from the `user-agent` header).
@@ -74,6 +76,7 @@ impl Recording {
     pub(crate) fn start(
         data_dir: &std::path::Path,
         store: crate::raft::state_machine::StoreCell,
+        retention: Retention,
     ) -> HistoryResult<Self> {
         let db = Arc::new(db::HistoryDb::open(&history_path(data_dir))?);
         let progress = Arc::new(writer::Progress::default());
@@ -89,7 +92,7 @@ impl Recording {
         let thread_feed = Arc::clone(&feed);
         let thread = std::thread::Builder::new()
             .name("cairn-history".to_owned())
-            .spawn(move || writer::run(recorder, &thread_feed, &|| store.get()))?;
+            .spawn(move || writer::run(recorder, &thread_feed, &|| store.get(), &retention))?;
         Ok(Self {
             history,
             feed,

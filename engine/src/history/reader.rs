@@ -219,7 +219,7 @@ impl History {
             )));
         }
         let view = self.view()?;
-        check_revision(&view, from.max(view.head.oldest_revision))?;
+        check_revision(&view, from)?;
         check_revision(&view, to)?;
         let mut keys: BTreeSet<Vec<u8>> = BTreeSet::new();
         let start = index::changed_key(from + 1, 0);
@@ -440,7 +440,7 @@ fn check_revision(view: &View, revision: i64) -> HistoryResult<()> {
     if revision > head {
         return Err(HistoryError::FutureRevision { revision, head });
     }
-    if revision < view.head.oldest_revision - 1 && view.head.oldest_revision > 2 {
+    if revision < view.head.oldest_revision && view.head.oldest_revision > 2 {
         return Err(HistoryError::Trimmed {
             revision,
             oldest: view.head.oldest_revision,

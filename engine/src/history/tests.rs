@@ -405,3 +405,98 @@ fn rebuild_reproduces_the_commit_ids() {
     assert_eq!(before, after);
     assert_eq!(status.head_commit_id, after[0]);
 }
+
+#[test]
+fn retention_trims_old_revisions_and_keeps_the_rest_whole() {
+    let mut fixture = Fixture::new();
+    for i in 0..60u32 {
+        fixture.put(
+            format!("/t/{}", i % 9).as_bytes(),
+            format!("v{i}").as_bytes(),
+        );
+        if i % 13 == 0 {
+            fixture.delete(format!("/t/{}", i % 9).as_bytes(), b"");
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let history = fixture.record(dir.path());
+    let db = history.db();
+    let objects_before = count_objects(&db);
+    let head = fixture.store.current_revision();
+    let keep_from = head - 20;
+    // Revision r was proposed at start + (r - 1) seconds (one apply per second from 1).
+    let time_of_keep = history
+        .log(&LogQuery {
+            min_revision: keep_from,
+            max_revision: keep_from,
+            ..LogQuery::default()
+        })
+        .expect("log")[0]
+        .time_unix_ms;
+    let mut recorder =
+        Recorder::new(Arc::clone(&db), Arc::new(Progress::default())).expect("recorder");
+    let retention = super::Retention {
+        max_age: Some(std::time::Duration::from_secs(60)),
+        max_bytes: None,
+    };
+    let trimmed = recorder
+        .trim_if_needed(&retention, time_of_keep + 60_000)
+        .expect("trim");
+    assert_eq!(trimmed, Some(keep_from));
+    assert!(
+        count_objects(&db) < objects_before,
+        "unreachable objects were swept"
+    );
+    assert!(matches!(
+        history.get(b"/t/1", At::Revision(keep_from - 1)),
+        Err(super::HistoryError::Trimmed { .. })
+    ));
+    for revision in keep_from..=head {
+        let state = &fixture.states[&revision];
+        let listed: State = history
+            .range(b"", At::Revision(revision), b"", 0)
+            .expect("range")
+            .into_iter()
+            .map(|kv| (kv.key.to_vec(), kv.value.to_vec()))
+            .collect();
+        assert_eq!(&listed, state, "state at kept revision {revision}");
+        for key in state.keys() {
+            assert_eq!(
+                history
+                    .get(key, At::Revision(revision))
+                    .expect("get")
+                    .map(|kv| kv.value.to_vec())
+                    .as_ref(),
+                state.get(key)
+            );
+        }
+    }
+    let ops = history.oplog(0).expect("oplog");
+    assert!(
+        ops[0]
+            .description
+            .starts_with(&format!("trim history before revision {keep_from}"))
+    );
+    // History goes on after a trim.
+    fixture.put(b"/t/new", b"after");
+    let mut marks = VecDeque::new();
+    recorder
+        .catch_up(&fixture.store, &mut marks, true)
+        .expect("catch up");
+    assert_eq!(
+        history
+            .get(b"/t/new", At::Revision(fixture.store.current_revision()))
+            .expect("get")
+            .map(|kv| kv.value),
+        Some(Bytes::from_static(b"after"))
+    );
+}
+
+fn count_objects(db: &HistoryDb) -> u64 {
+    use redb::{ReadableDatabase, ReadableTableMetadata};
+    let txn = db.db.begin_read().expect("read");
+    txn.open_table(super::backend::OBJECTS)
+        .expect("objects")
+        .len()
+        .expect("len")
+}

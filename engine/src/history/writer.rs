@@ -34,6 +34,7 @@ use super::error::{HistoryError, HistoryResult};
 use super::index::{self, Head, OperationRecord, RevisionRecord};
 use super::model::{ChangeKind, Origin};
 use super::op_store::view_with_head;
+use super::retention::{self, Retention};
 use super::tree::TreeEdit;
 use crate::mvcc::{MvccStore, RecordedChange, RecordedRevision, RevisionMeta};
 use crate::request::RangeRequest;
@@ -44,6 +45,8 @@ const CHANGES_PER_TRANSACTION: usize = 20_000;
 const DURABLE_EVERY: Duration = Duration::from_secs(1);
 /// At most this many batch boundaries are remembered; older ones merge (bounded memory).
 const MAX_MARKS: usize = 100_000;
+/// How often retention is checked.
+const RETENTION_CHECK: Duration = Duration::from_secs(60);
 /// Keys listed in a commit description.
 const DESCRIBED_KEYS: usize = 20;
 
@@ -209,6 +212,7 @@ impl Recorder {
         for revision in revisions {
             let parent = self.parent_id(&head);
             let base = self.tree_id(&head);
+            backend.buffer.set_writing(revision.revision);
             let mut edit = TreeEdit::new(&backend, &base)?;
             for (seq, change) in revision.changes.iter().enumerate() {
                 let file = change.value.as_ref().map(|value| backend.put_file(value));
@@ -518,6 +522,30 @@ impl Recorder {
         }
     }
 
+    /// Trims history as `retention` asks, if it asks for anything now; returns the revision
+    /// history now starts at when it trimmed.
+    pub(crate) fn trim_if_needed(
+        &mut self,
+        retention: &Retention,
+        now_unix_ms: u64,
+    ) -> HistoryResult<Option<i64>> {
+        if retention.keeps_everything() {
+            return Ok(None);
+        }
+        let Some(point) = retention::trim_point(&self.db, &self.head, retention, now_unix_ms)?
+        else {
+            return Ok(None);
+        };
+        self.head = retention::trim(
+            &self.db,
+            &self.head,
+            point,
+            now_unix_ms,
+            &retention.to_string(),
+        )?;
+        Ok(Some(point))
+    }
+
     /// Makes the database durable if the last durable commit is older than [`DURABLE_EVERY`].
     fn tick(&mut self) -> HistoryResult<()> {
         if self.progress.durable.load(Ordering::Acquire) < self.head.revision
@@ -530,13 +558,25 @@ impl Recorder {
 }
 
 /// The history thread's loop: runs until the feed is stopped.
-pub(crate) fn run(mut recorder: Recorder, feed: &Feed, store: &dyn Fn() -> Arc<MvccStore>) {
+pub(crate) fn run(
+    mut recorder: Recorder,
+    feed: &Feed,
+    store: &dyn Fn() -> Arc<MvccStore>,
+    retention: &Retention,
+) {
     let mut failures = 0u32;
+    let mut last_trim_check = Instant::now();
     loop {
         let (mut marks, stop) = feed.wait(recorder.head_revision());
-        let result = recorder
+        let mut result = recorder
             .catch_up(&store(), &mut marks, stop)
             .and_then(|_| recorder.tick());
+        if result.is_ok() && !stop && last_trim_check.elapsed() >= RETENTION_CHECK {
+            last_trim_check = Instant::now();
+            result = recorder
+                .trim_if_needed(retention, now_unix_ms())
+                .map(|_| ());
+        }
         match result {
             Ok(()) => failures = 0,
             Err(err) => {
@@ -621,7 +661,7 @@ fn change_id(revision: i64) -> ChangeId {
     ChangeId::new(hasher.finalize()[..16].to_vec())
 }
 
-fn timestamp(unix_ms: u64) -> Timestamp {
+pub(crate) fn timestamp(unix_ms: u64) -> Timestamp {
     Timestamp {
         timestamp: MillisSinceEpoch(unix_ms as i64),
         tz_offset: 0,
@@ -641,4 +681,10 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
             let _ = write!(out, "{b:02x}");
             out
         })
+}
+
+fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

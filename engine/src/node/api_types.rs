@@ -40,6 +40,8 @@ pub struct NodeConfig {
     pub force_new_cluster: bool,
     /// Record every revision in the jj history (`--history`, on by default).
     pub history: bool,
+    /// How much history to keep (`--history-retention`; default: everything).
+    pub history_retention: crate::history::Retention,
 }
 
 /// etcd's `ResponseHeader`.

@@ -233,8 +233,9 @@ impl Node {
         let history = if config.history {
             let data_dir = config.data_dir.clone();
             let cell = store.clone();
+            let retention = config.history_retention;
             let recording = tokio::task::spawn_blocking(move || {
-                crate::history::Recording::start(&data_dir, cell)
+                crate::history::Recording::start(&data_dir, cell, retention)
             })
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?

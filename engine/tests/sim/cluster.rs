@@ -124,6 +124,7 @@ impl Cluster {
             watch_progress_notify_interval: Duration::from_secs(600),
             force_new_cluster: false,
             history: true,
+            history_retention: cairn_engine::history::Retention::default(),
         }
     }
 

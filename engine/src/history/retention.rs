@@ -1,0 +1,399 @@
+//! `--history-retention`: bounding history by age or size, independently of MVCC compaction.
+//!
+//! Trimming before revision `N` keeps everything a query at `N` or later can reach:
+//! - objects: those reachable from `N`'s tree (marked by a walk of it) and those (re)written by
+//!   a batch at or after `N` (the `written` stamp of `backend.rs`); by induction over revisions,
+//!   every tree of a kept commit is made of exactly those. The rest is swept.
+//! - `key_log`: per key, the newest row before `N` survives when it is a put and `N` did not
+//!   change the key (it is the key's value at `N`); older rows go.
+//! - `revisions`, `changed`, `operations` rows before `N` go.
+//!
+//! The trim is itself recorded, as a jj operation ("trim history before revision N"), and the
+//! oldest kept commit keeps its parent id: history before it is simply not there any more.
+//! Members trim on their own clocks, so they may keep different amounts of history; the commit
+//! ids of what they keep still agree.
+
+use std::collections::{BTreeMap, HashSet};
+use std::str::FromStr;
+use std::time::Duration;
+
+use jj_lib::backend::{CommitId, TreeId, TreeValue};
+use jj_lib::object_id::ObjectId;
+use jj_lib::op_store::{Operation, OperationId, OperationMetadata, TimestampRange};
+use redb::{ReadableDatabase, ReadableTable};
+
+use super::backend::{Kind, OBJECTS, object_key};
+use super::error::{HistoryError, HistoryResult};
+use super::index::{self, Head, OperationRecord, RevisionRecord};
+use super::op_store::view_with_head;
+
+/// How much history to keep. The default keeps everything.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Trim revisions older than this.
+    pub max_age: Option<Duration>,
+    /// Trim the oldest revisions while the history database holds more than this.
+    pub max_bytes: Option<u64>,
+}
+
+impl Retention {
+    pub fn keeps_everything(&self) -> bool {
+        self.max_age.is_none() && self.max_bytes.is_none()
+    }
+}
+
+impl std::fmt::Display for Retention {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.max_age, self.max_bytes) {
+            (None, None) => f.write_str("keep everything"),
+            (Some(age), _) => write!(f, "keep {}s", age.as_secs()),
+            (None, Some(bytes)) => write!(f, "keep {bytes} bytes"),
+        }
+    }
+}
+
+impl FromStr for Retention {
+    type Err = String;
+
+    /// `0` / `all` (keep everything), an age (`90d`, `12h`, `30m`, `45s`) or a size (`10GiB`,
+    /// `500MB`, `1048576`).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        if text.is_empty() || text == "0" || text.eq_ignore_ascii_case("all") {
+            return Ok(Self::default());
+        }
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let number: u64 = number
+            .parse()
+            .map_err(|_| format!("{text:?}: expected a number then a unit, like 30d or 10GiB"))?;
+        let seconds = |factor: u64| {
+            Ok(Self {
+                max_age: Some(Duration::from_secs(number.saturating_mul(factor))),
+                max_bytes: None,
+            })
+        };
+        let bytes = |factor: u64| {
+            Ok(Self {
+                max_age: None,
+                max_bytes: Some(number.saturating_mul(factor)),
+            })
+        };
+        match unit {
+            "s" => seconds(1),
+            "m" => seconds(60),
+            "h" => seconds(3600),
+            "d" => seconds(86_400),
+            "w" => seconds(7 * 86_400),
+            "" | "B" => bytes(1),
+            "KB" => bytes(1000),
+            "MB" => bytes(1000 * 1000),
+            "GB" => bytes(1000 * 1000 * 1000),
+            "KiB" => bytes(1 << 10),
+            "MiB" => bytes(1 << 20),
+            "GiB" => bytes(1 << 30),
+            "TiB" => bytes(1 << 40),
+            other => Err(format!(
+                "{text:?}: unknown unit {other:?} (ages: s, m, h, d, w; sizes: B, KB, MB, GB, \
+                 KiB, MiB, GiB, TiB)"
+            )),
+        }
+    }
+}
+
+/// The revision to trim before, if `retention` asks for a trim now.
+pub(crate) fn trim_point(
+    db: &super::db::HistoryDb,
+    head: &Head,
+    retention: &Retention,
+    now_unix_ms: u64,
+) -> HistoryResult<Option<i64>> {
+    let oldest = head.oldest_revision.max(2);
+    if head.revision <= oldest {
+        return Ok(None);
+    }
+    let txn = db.db.begin_read()?;
+    let revisions = txn.open_table(index::REVISIONS)?;
+    let time_of = |revision: i64| -> HistoryResult<u64> {
+        let row = revisions
+            .get(index::encode_i64(revision).as_slice())?
+            .ok_or_else(|| HistoryError::Corrupt(format!("no row for revision {revision}")))?;
+        let record: RevisionRecord = postcard::from_bytes(row.value())
+            .map_err(|_| HistoryError::Corrupt("undecodable revision row".to_owned()))?;
+        Ok(record.time_unix_ms)
+    };
+    let mut point = oldest;
+    if let Some(age) = retention.max_age {
+        let cutoff = now_unix_ms.saturating_sub(age.as_millis() as u64);
+        // The first revision at or after the cutoff (times never decrease).
+        let (mut low, mut high) = (oldest, head.revision);
+        while low < high {
+            let middle = low + (high - low) / 2;
+            if time_of(middle)? < cutoff {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        point = point.max(low);
+    }
+    if let Some(max_bytes) = retention.max_bytes {
+        let used = used_bytes(db)?;
+        if used > max_bytes {
+            // Drop the oldest share of revisions that brings the size to 80% of the bound,
+            // assuming revisions cost alike.
+            let span = head.revision - oldest;
+            let keep = (span as f64 * (max_bytes as f64 * 0.8 / used as f64)) as i64;
+            point = point.max(head.revision - keep.max(1));
+        }
+    }
+    Ok((point > oldest).then_some(point))
+}
+
+/// Bytes the history database holds (live data, not free pages).
+pub(crate) fn used_bytes(db: &super::db::HistoryDb) -> HistoryResult<u64> {
+    let txn = db.db.begin_write()?;
+    let stats = txn.stats()?;
+    let used = stats.stored_bytes() + stats.metadata_bytes();
+    txn.abort()?;
+    Ok(used)
+}
+
+/// Trims everything before revision `keep_from`; returns the new head (with the trim's
+/// operation recorded).
+pub(crate) fn trim(
+    db: &super::db::HistoryDb,
+    head: &Head,
+    keep_from: i64,
+    now_unix_ms: u64,
+    reason: &str,
+) -> HistoryResult<Head> {
+    let read = db.db.begin_read()?;
+    let revisions = read.open_table(index::REVISIONS)?;
+    let record: RevisionRecord = match revisions.get(index::encode_i64(keep_from).as_slice())? {
+        Some(row) => postcard::from_bytes(row.value())
+            .map_err(|_| HistoryError::Corrupt("undecodable revision row".to_owned()))?,
+        None => return Err(HistoryError::NoSuchRevision(keep_from)),
+    };
+    // Mark what the oldest kept tree reaches.
+    let mut marked: HashSet<Vec<u8>> = HashSet::new();
+    mark_tree(db, &TreeId::new(record.tree_id.clone()), &mut marked)?;
+    // Sweep objects written before `keep_from` that it does not reach.
+    let objects = read.open_table(OBJECTS)?;
+    let mut doomed_objects = Vec::new();
+    for row in objects.iter()? {
+        let (key, value) = row?;
+        let written = index::decode_i64(value.value()).unwrap_or(i64::MAX);
+        if written < keep_from && !marked.contains(key.value()) {
+            doomed_objects.push(key.value().to_vec());
+        }
+    }
+    let key_log = read.open_table(index::KEY_LOG)?;
+    let doomed_key_rows = stale_key_rows(&key_log, keep_from)?;
+    let operations = read.open_table(index::OPERATIONS)?;
+    let mut doomed_operations = Vec::new();
+    for row in operations.iter()? {
+        let (seq, value) = row?;
+        let record: OperationRecord = postcard::from_bytes(value.value())
+            .map_err(|_| HistoryError::Corrupt("undecodable operation row".to_owned()))?;
+        if record.last_revision < keep_from {
+            doomed_operations.push(seq.value().to_vec());
+        }
+    }
+    drop((revisions, objects, key_log, operations));
+    drop(read);
+
+    let mut head = head.clone();
+    db.backend.buffer.set_writing(head.revision);
+    let operation = trim_operation(db, &head, keep_from, now_unix_ms, reason)?;
+    head.operation_id = operation.to_bytes();
+    head.operation_seq += 1;
+    head.oldest_revision = keep_from;
+
+    let txn = db.db.begin_write()?;
+    db.backend
+        .buffer
+        .flush_into(&txn)
+        .map_err(HistoryError::storage)?;
+    {
+        let mut table = txn.open_table(OBJECTS)?;
+        for key in &doomed_objects {
+            table.remove(key.as_slice())?;
+        }
+        let mut table = txn.open_table(index::KEY_LOG)?;
+        for key in &doomed_key_rows {
+            table.remove(key.as_slice())?;
+        }
+        let mut table = txn.open_table(index::OPERATIONS)?;
+        for key in &doomed_operations {
+            table.remove(key.as_slice())?;
+        }
+        table.insert(
+            head.operation_seq.to_be_bytes().as_slice(),
+            postcard::to_allocvec(&OperationRecord {
+                operation_id: operation.to_bytes(),
+                first_revision: 0,
+                last_revision: keep_from,
+            })
+            .map_err(HistoryError::storage)?
+            .as_slice(),
+        )?;
+        let below = index::encode_i64(keep_from);
+        txn.open_table(index::REVISIONS)?
+            .retain_in::<&[u8], _>(..below.as_slice(), |_, _| false)?;
+        let changed_below = index::changed_key(keep_from, 0);
+        txn.open_table(index::CHANGED)?
+            .retain_in::<&[u8], _>(..changed_below.as_slice(), |_, _| false)?;
+        let mut meta = txn.open_table(index::META)?;
+        let bytes = postcard::to_allocvec(&head).map_err(HistoryError::storage)?;
+        meta.insert(index::META_HEAD, bytes.as_slice())?;
+    }
+    txn.commit()?;
+    tracing::info!(
+        keep_from,
+        objects = doomed_objects.len(),
+        reason,
+        "trimmed history"
+    );
+    Ok(head)
+}
+
+/// One key's `key_log` rows before the trim point (row key, is a put), and whether the key
+/// changed at the trim point.
+type KeyRows = (Vec<u8>, Vec<(Vec<u8>, bool)>, bool);
+
+/// `key_log` rows a trim before `keep_from` removes: per key, every row before it except the
+/// newest, which stays when it is a put and the key did not change at `keep_from` (then it is
+/// the key's value at `keep_from`).
+fn stale_key_rows(
+    key_log: &redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+    keep_from: i64,
+) -> HistoryResult<Vec<Vec<u8>>> {
+    let mut doomed = Vec::new();
+    // Per key: rows before keep_from (oldest first), and whether it changed at keep_from.
+    let mut current: Option<KeyRows> = None;
+    let finish = |entry: Option<KeyRows>, doomed: &mut Vec<Vec<u8>>| {
+        if let Some((_, mut rows, changed_at_point)) = entry {
+            let keep_last = !changed_at_point && rows.last().is_some_and(|(_, put)| *put);
+            if keep_last {
+                rows.pop();
+            }
+            doomed.extend(rows.into_iter().map(|(row, _)| row));
+        }
+    };
+    for row in key_log.iter()? {
+        let (row_key, value) = row?;
+        let (key, revision) = index::split_key_log_key(row_key.value())
+            .ok_or_else(|| HistoryError::Corrupt("undecodable key_log key".to_owned()))?;
+        if current.as_ref().is_none_or(|(k, _, _)| *k != key) {
+            finish(current.take(), &mut doomed);
+            current = Some((key, Vec::new(), false));
+        }
+        let Some((_, rows, changed_at_point)) = current.as_mut() else {
+            continue;
+        };
+        if revision < keep_from {
+            let put = value.value().first() == Some(&1);
+            rows.push((row_key.value().to_vec(), put));
+        } else if revision == keep_from {
+            *changed_at_point = true;
+        }
+    }
+    finish(current.take(), &mut doomed);
+    Ok(doomed)
+}
+
+fn mark_tree(
+    db: &super::db::HistoryDb,
+    id: &TreeId,
+    marked: &mut HashSet<Vec<u8>>,
+) -> HistoryResult<()> {
+    if !marked.insert(object_key(Kind::Tree, id.as_bytes())) {
+        return Ok(());
+    }
+    let tree = db.backend.tree(id)?;
+    for entry in tree.entries() {
+        match entry.value() {
+            TreeValue::Tree(child) => mark_tree(db, child, marked)?,
+            TreeValue::File { id, .. } => {
+                marked.insert(object_key(Kind::File, id.as_bytes()));
+            }
+            TreeValue::Symlink(_) | TreeValue::GitSubmodule(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Writes the jj operation recording a trim (into the buffer); returns its id.
+fn trim_operation(
+    db: &super::db::HistoryDb,
+    head: &Head,
+    keep_from: i64,
+    now_unix_ms: u64,
+    reason: &str,
+) -> HistoryResult<OperationId> {
+    let head_commit = if head.commit_id.is_empty() {
+        db.backend.root_commit().clone()
+    } else {
+        CommitId::new(head.commit_id.clone())
+    };
+    let view_id = db.op_store.put_view(&view_with_head(head_commit))?;
+    let parent = if head.operation_id.is_empty() {
+        db.op_store.root_operation().clone()
+    } else {
+        OperationId::new(head.operation_id.clone())
+    };
+    let now = super::writer::timestamp(now_unix_ms);
+    let operation = Operation {
+        view_id,
+        parents: vec![parent],
+        metadata: OperationMetadata {
+            time: TimestampRange {
+                start: now,
+                end: now,
+            },
+            description: format!("trim history before revision {keep_from} ({reason})"),
+            hostname: "cairn".to_owned(),
+            username: "cairn".to_owned(),
+            is_snapshot: false,
+            workspace_name: None,
+            attributes: BTreeMap::from([
+                ("cairn.trimmed_before".to_owned(), keep_from.to_string()),
+                ("cairn.retention".to_owned(), reason.to_owned()),
+            ]),
+        },
+        commit_predecessors: Some(BTreeMap::new()),
+    };
+    Ok(db.op_store.put_operation(&operation))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_parses_ages_and_sizes() {
+        assert!(Retention::from_str("0").unwrap().keeps_everything());
+        assert!(Retention::from_str("all").unwrap().keeps_everything());
+        assert_eq!(
+            Retention::from_str("30d").unwrap().max_age,
+            Some(Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(
+            Retention::from_str("12h").unwrap().max_age,
+            Some(Duration::from_secs(12 * 3600))
+        );
+        assert_eq!(
+            Retention::from_str("10GiB").unwrap().max_bytes,
+            Some(10 << 30)
+        );
+        assert_eq!(
+            Retention::from_str("500MB").unwrap().max_bytes,
+            Some(500_000_000)
+        );
+        assert!(Retention::from_str("10 parsecs").is_err());
+        assert!(Retention::from_str("d").is_err());
+    }
+}

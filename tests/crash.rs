@@ -289,6 +289,53 @@ fn acknowledged_puts_survive_sigkill() {
         "the writers barely wrote anything: {}",
         acked.len()
     );
+    verify_history_after_crashes(&mut server, &acked);
+}
+
+/// History went through the same kills: after a last restart (which catches it up from the
+/// store) and a clean stop, it holds every acknowledged put at its revision, and its head is
+/// the store's revision.
+fn verify_history_after_crashes(server: &mut Cairn, acked: &BTreeMap<String, PutAck>) {
+    use cairn_engine::history::{At, History};
+    server.restart();
+    let rt = runtime();
+    let revision = rt.block_on(async {
+        let mut client = connect(&server.endpoint()).await;
+        let response = client.get("unused", None).await.expect("get");
+        header_revision(response.header())
+    });
+    // Give the history thread a bounded moment to record what the restart replayed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = common::http_get(server.port, "/metrics").map(|(_, body)| body);
+        let head = metrics.as_deref().and_then(|body| {
+            body.lines()
+                .find_map(|line| line.strip_prefix("cairn_history_head_revision "))
+                .and_then(|value| value.trim().parse::<f64>().ok())
+        });
+        if head.is_some_and(|head| head as i64 >= revision) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "history stuck at {head:?}, store at {revision}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(server.terminate(), Some(0), "clean stop");
+    let history = History::open_read_only(&server.data_dir).expect("open history");
+    let status = history.status().expect("status");
+    assert_eq!(status.head_revision, revision, "history head is the store's revision");
+    for ack in acked.values() {
+        let got = history
+            .get(ack.key.as_bytes(), At::Revision(ack.revision))
+            .expect("history get")
+            .unwrap_or_else(|| panic!("{} missing from history at {}", ack.key, ack.revision));
+        assert_eq!(got.value.as_ref(), ack.value.as_bytes(), "{}", ack.key);
+        assert_eq!(got.mod_revision, ack.revision, "{}", ack.key);
+    }
+    println!(
+        "history: {} acknowledged puts at their revisions, head {}",
+        acked.len(),
+        status.head_revision
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

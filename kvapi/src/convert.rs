@@ -4,6 +4,8 @@
 //! never copies payloads. Requests are converted after validation (`validate.rs`); the few
 //! conversions that can still fail (enum values no etcd client sends) return a `Status`.
 
+pub mod history;
+
 use cairn_engine::node::ResponseHeader;
 use cairn_engine::request::{
     Compare, CompareResult, CompareTarget, DeleteRangeRequest, DeleteRangeResponse, PutRequest,

@@ -1,10 +1,12 @@
 //! cairn-kvapi: the etcd v3 gRPC API and the HTTP endpoints on the client port.
 //!
 //! ```text
-//!              ┌─ gRPC (h2c) ─► grpc_layer::track ─► leader::require_leader ─► tonic Routes
-//!  TcpListener ┤                  (metrics)          (hasleader metadata)      └ service/{kv,watch,
-//!   (h1 + h2c) │                                                                 lease,cluster,
-//!              └─ HTTP/1.1 ──► http: /health /version /livez /readyz /metrics     maintenance,auth}
+//!              ┌─ gRPC (h2c) ─► grpc_layer::track ─► leader::require_leader ─► origin
+//!  TcpListener ┤                  (metrics)          (hasleader metadata)     (who asked,
+//!   (h1 + h2c) │                                                              for history)
+//!              │                               tonic Routes: service/{kv,watch,lease, ◄┘
+//!              │                                   cluster,maintenance,auth,history}
+//!              └─ HTTP/1.1 ──► http: /health /version /livez /readyz /metrics
 //!
 //!  service handler: validate.rs ─► convert.rs ─► cairn_engine::node::Node ─► convert.rs
 //!                    errors ─► status.rs (etcd's exact codes and strings)
@@ -22,6 +24,7 @@ mod grpc_layer;
 pub mod http;
 mod leader;
 pub mod metrics;
+mod origin;
 mod oversize;
 pub mod pb;
 pub mod peer;
@@ -57,7 +60,8 @@ use crate::pb::etcdserverpb::{
     auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
     lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
-use crate::service::{auth, cluster, kv, lease, maintenance, watch as watch_service};
+use crate::pb::history::history_server::HistoryServer;
+use crate::service::{auth, cluster, history, kv, lease, maintenance, watch as watch_service};
 
 /// Why the API server could not run.
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +155,7 @@ async fn run(
 fn router(ctx: &Ctx, metrics: &Arc<Metrics>) -> Router {
     let grpc = grpc_routes(ctx)
         .into_axum_router()
+        .layer(axum::middleware::from_fn(origin::with_request_origin))
         .layer(axum::middleware::from_fn_with_state(
             ctx.clone(),
             leader::require_leader,
@@ -197,6 +202,10 @@ fn grpc_routes(ctx: &Ctx) -> Routes {
             maintenance::MaintenanceService::new(ctx.clone())
         ))
         .add_service(limited!(AuthServer, auth::AuthService::new(ctx.clone())))
+        .add_service(limited!(
+            HistoryServer,
+            history::HistoryService::new(ctx.clone())
+        ))
 }
 
 /// Unknown paths: gRPC's Unimplemented for gRPC calls, 404 for everything else.

@@ -5,6 +5,7 @@
 //! are mapped the way etcd's `v3rpc/util.go` (`togRPCError`) maps its server errors.
 
 use cairn_engine::KvError;
+use cairn_engine::history::HistoryError;
 use tonic::{Code, Status};
 
 /// An etcd rpctype: a gRPC error etcd clients match on.
@@ -169,6 +170,30 @@ pub fn kv_error(err: KvError) -> Status {
     }
 }
 
+/// Maps a history error to the history service's gRPC error (Cairn's own service: etcd has no
+/// rpctypes for it, so the codes follow gRPC's guidance and the message is the engine's).
+///
+/// | error | code |
+/// |-------|------|
+/// | FutureRevision, Trimmed | OUT_OF_RANGE (a revision outside what history holds) |
+/// | NoSuchRevision | NOT_FOUND |
+/// | Invalid | INVALID_ARGUMENT |
+/// | Disabled | FAILED_PRECONDITION |
+/// | Storage, Corrupt | INTERNAL |
+pub fn history_error(err: &HistoryError) -> Status {
+    let code = match err {
+        HistoryError::FutureRevision { .. } | HistoryError::Trimmed { .. } => Code::OutOfRange,
+        HistoryError::NoSuchRevision(_) => Code::NotFound,
+        HistoryError::Invalid(_) => Code::InvalidArgument,
+        HistoryError::Disabled => Code::FailedPrecondition,
+        HistoryError::Storage(_) | HistoryError::Corrupt(_) => {
+            tracing::warn!(%err, "history request failed");
+            Code::Internal
+        }
+    };
+    Status::new(code, err.to_string())
+}
+
 /// A `Compare` whose result or target enum has a value etcd does not define.
 ///
 /// etcd does not validate these (its applier silently treats them as "equal"); Cairn refuses the
@@ -271,6 +296,58 @@ mod tests {
             Code::Unknown,
             "disk on fire",
         );
+    }
+
+    #[test]
+    fn history_errors_map_to_grpc_codes() {
+        let cases = [
+            (
+                HistoryError::FutureRevision {
+                    revision: 9,
+                    head: 7,
+                },
+                Code::OutOfRange,
+                "history has not recorded revision 9 yet (head is 7)",
+            ),
+            (
+                HistoryError::Trimmed {
+                    revision: 2,
+                    oldest: 40,
+                },
+                Code::OutOfRange,
+                "revision 2 was trimmed from history (oldest kept is 40)",
+            ),
+            (
+                HistoryError::NoSuchRevision(1),
+                Code::NotFound,
+                "revision 1 is not in history",
+            ),
+            (
+                HistoryError::Invalid("from 5 is after to 3".into()),
+                Code::InvalidArgument,
+                "from 5 is after to 3",
+            ),
+            (
+                HistoryError::Disabled,
+                Code::FailedPrecondition,
+                "history is disabled on this server",
+            ),
+            (
+                HistoryError::Storage("disk gone".into()),
+                Code::Internal,
+                "history storage: disk gone",
+            ),
+            (
+                HistoryError::Corrupt("bad tree".into()),
+                Code::Internal,
+                "history is corrupt: bad tree",
+            ),
+        ];
+        for (err, code, message) in cases {
+            let status = history_error(&err);
+            assert_eq!(status.code(), code, "{message}");
+            assert_eq!(status.message(), message);
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! suite stays fast.
 
 mod compaction;
+mod history;
 mod mvcc;
 mod snapshot;
 mod wal;
@@ -26,6 +27,8 @@ criterion_group!(
     mvcc::bench_txn,
     compaction::bench_compact,
     watch::bench_fanout,
-    snapshot::bench_write_snapshot
+    snapshot::bench_write_snapshot,
+    history::bench_backends,
+    history::bench_record
 );
 criterion_main!(benches);

@@ -180,6 +180,26 @@ impl RedbBackend {
         }
     }
 
+    /// Opens a backend over a database of its own at `path` (tools and benchmarks; the node
+    /// uses the history database's).
+    pub fn open_standalone(path: &std::path::Path) -> Result<Self, redb::Error> {
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        txn.open_table(OBJECTS)?;
+        txn.commit()?;
+        Ok(Self::new(Arc::new(db)))
+    }
+
+    /// Writes every pending object in one non-durable transaction (what the history writer
+    /// does once per batch, with its indexes).
+    pub fn commit_pending(&self) -> Result<(), redb::Error> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(redb::Durability::None)?;
+        self.buffer.flush_into(&txn)?;
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Reads an object: pending first, then the database. `None` if absent.
     pub(crate) fn read_object(&self, kind: Kind, id: &[u8]) -> BackendResult<Option<Vec<u8>>> {
         let key = object_key(kind, id);
@@ -231,8 +251,15 @@ impl RedbBackend {
 
     /// Writes a tree (synchronously: the writer's hot path).
     pub(crate) fn put_tree(&self, tree: &Tree) -> TreeId {
-        let bytes = tree_to_proto(tree).encode_to_vec();
-        TreeId::new(self.write_object(Kind::Tree, bytes))
+        TreeId::new(self.write_object(Kind::Tree, encode_jj_tree(tree)))
+    }
+
+    /// Writes a tree the caller will not use again, keeping it decoded for the next revision
+    /// (which starts from it).
+    pub(crate) fn put_tree_owned(&self, tree: Tree) -> TreeId {
+        let id = self.put_tree(&tree);
+        self.buffer.cache_tree(id.clone(), Arc::new(tree));
+        id
     }
 
     /// Writes a file's content (synchronously: the writer's hot path).
@@ -513,5 +540,145 @@ fn commit_from_proto(commit: proto::Commit) -> Commit {
         author: signature_from_proto(commit.author.unwrap_or_default()),
         committer: signature_from_proto(commit.committer.unwrap_or_default()),
         secure_sig: None,
+    }
+}
+
+/// Encodes a jj tree as [`encode_tree`] does; symlinks and submodules (which history never
+/// writes) through prost.
+fn encode_jj_tree(tree: &Tree) -> Vec<u8> {
+    let plain = tree
+        .entries()
+        .all(|entry| matches!(entry.value(), TreeValue::File { executable: false, copy_id, .. } if copy_id.as_bytes().is_empty()) || matches!(entry.value(), TreeValue::Tree(_)));
+    if !plain {
+        return tree_to_proto(tree).encode_to_vec();
+    }
+    encode_tree(tree.entries().map(|entry| {
+        let value = match entry.value() {
+            TreeValue::File { id, .. } => TreeEntryRef::File(id.as_bytes()),
+            TreeValue::Tree(id) => TreeEntryRef::Tree(id.as_bytes()),
+            TreeValue::Symlink(_) | TreeValue::GitSubmodule(_) => unreachable!("checked above"),
+        };
+        (entry.name().as_internal_str(), value)
+    }))
+}
+
+/// One entry of a tree being encoded: a file or a subtree, by id.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum TreeEntryRef<'a> {
+    File(&'a [u8]),
+    Tree(&'a [u8]),
+}
+
+/// Encodes a tree (entries in name order) as jj's `simple_store.Tree` protobuf, byte for byte
+/// what prost writes for the same tree built with [`tree_to_proto`] (files not executable, no
+/// copy id), without building the intermediate messages.
+pub(crate) fn encode_tree<'a>(
+    entries: impl Iterator<Item = (&'a str, TreeEntryRef<'a>)>,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut entry = Vec::new();
+    for (name, value) in entries {
+        entry.clear();
+        put_bytes_field(&mut entry, 1, name.as_bytes());
+        let (inner_len, file) = match value {
+            // TreeValue.file (2) = File { id (1) }
+            TreeEntryRef::File(id) => (field_len(id.len()), Some(id)),
+            // TreeValue.tree_id (4)
+            TreeEntryRef::Tree(id) => (field_len(id.len()), None),
+        };
+        match (value, file) {
+            (TreeEntryRef::File(id), Some(_)) => {
+                let tree_value_len = field_len(inner_len);
+                put_tag(&mut entry, 2);
+                put_varint(&mut entry, tree_value_len as u64);
+                put_tag(&mut entry, 2);
+                put_varint(&mut entry, inner_len as u64);
+                put_bytes_field(&mut entry, 1, id);
+            }
+            (TreeEntryRef::Tree(id), _) | (TreeEntryRef::File(id), None) => {
+                put_tag(&mut entry, 2);
+                put_varint(&mut entry, inner_len as u64);
+                put_bytes_field(&mut entry, 4, id);
+            }
+        }
+        put_bytes_field(&mut out, 1, &entry);
+    }
+    out
+}
+
+/// Bytes of a length-delimited field with a one-byte tag and `len` payload bytes.
+fn field_len(len: usize) -> usize {
+    1 + varint_len(len as u64) + len
+}
+
+fn varint_len(mut value: u64) -> usize {
+    let mut len = 1;
+    while value >= 0x80 {
+        value >>= 7;
+        len += 1;
+    }
+    len
+}
+
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// A length-delimited field's tag (field numbers here are below 16: one byte).
+fn put_tag(out: &mut Vec<u8>, field: u8) {
+    out.push((field << 3) | 2);
+}
+
+fn put_bytes_field(out: &mut Vec<u8>, field: u8, bytes: &[u8]) {
+    put_tag(out, field);
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn hand_encoded_trees_equal_prost_encoded(entries in proptest::collection::btree_map(
+            "[a-z%~#0-9]{1,200}",
+            (any::<bool>(), proptest::collection::vec(any::<u8>(), 32)),
+            0..40,
+        )) {
+            let tree = Tree::from_sorted_entries(
+                entries
+                    .iter()
+                    .map(|(name, (file, id))| {
+                        let value = if *file {
+                            TreeValue::File {
+                                id: FileId::new(id.clone()),
+                                executable: false,
+                                copy_id: CopyId::placeholder(),
+                            }
+                        } else {
+                            TreeValue::Tree(TreeId::new(id.clone()))
+                        };
+                        (RepoPathComponentBuf::new(name.clone()).expect("valid"), value)
+                    })
+                    .collect(),
+            );
+            let by_prost = tree_to_proto(&tree).encode_to_vec();
+            let by_hand = encode_tree(entries.iter().map(|(name, (file, id))| {
+                let value = if *file {
+                    TreeEntryRef::File(id.as_slice())
+                } else {
+                    TreeEntryRef::Tree(id.as_slice())
+                };
+                (name.as_str(), value)
+            }));
+            prop_assert_eq!(by_hand, by_prost);
+        }
     }
 }

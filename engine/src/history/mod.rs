@@ -40,6 +40,7 @@ pub use model::{
 mod reader;
 mod retention;
 
+pub use backend::RedbBackend;
 pub use reader::History;
 pub use retention::Retention;
 
@@ -157,26 +158,68 @@ pub fn rebuild(
 ) -> HistoryResult<HistoryStatus> {
     let path = history_path(data_dir);
     let old = path.with_extension("redb.old");
-    if path.exists() {
-        std::fs::rename(&path, &old)?;
-    }
+    // Opening the store first also refuses a running server's data dir (redb's file lock).
     let store = crate::mvcc::MvccStore::open(
         &data_dir.join("member").join("mvcc.redb"),
         crate::mvcc::MvccOptions::default(),
     )
     .map_err(HistoryError::storage)?;
-    let db = Arc::new(db::HistoryDb::open(&path)?);
-    let mut recorder =
-        writer::Recorder::new(Arc::clone(&db), Arc::new(writer::Progress::default()))?;
+    if path.exists() {
+        std::fs::rename(&path, &old)?;
+    }
+    let mut recorder = OfflineRecorder::open(&path)?;
     let target = store.current_revision();
-    let mut marks = std::collections::VecDeque::new();
-    while recorder.step(&store, &mut marks, true)? > 0 {
+    while recorder.step(&store)? > 0 {
         progress(recorder.head_revision(), target);
     }
+    let status = recorder.history().status()?;
     drop(recorder);
-    let status = History::offline(db).status()?;
     if old.exists() {
         std::fs::remove_file(&old)?;
     }
     Ok(status)
+}
+
+/// Records an MVCC store's revisions into a history database outside a running node: what
+/// `rebuild` and the benchmarks use. Blocking.
+pub struct OfflineRecorder {
+    db: Arc<db::HistoryDb>,
+    recorder: writer::Recorder,
+}
+
+impl OfflineRecorder {
+    /// Opens (or creates) the history database at `path`.
+    pub fn open(path: &std::path::Path) -> HistoryResult<Self> {
+        let db = Arc::new(db::HistoryDb::open(path)?);
+        let recorder =
+            writer::Recorder::new(Arc::clone(&db), Arc::new(writer::Progress::default()))?;
+        Ok(Self { db, recorder })
+    }
+
+    /// Records one transaction's worth of the revisions `store` holds past the head; returns
+    /// how many (0 = caught up). Durable.
+    pub fn step(&mut self, store: &crate::mvcc::MvccStore) -> HistoryResult<usize> {
+        self.recorder
+            .step(store, &mut std::collections::VecDeque::new(), true)
+    }
+
+    /// Records everything `store` holds past the head; returns how many revisions.
+    pub fn record(&mut self, store: &crate::mvcc::MvccStore) -> HistoryResult<usize> {
+        let mut marks = std::collections::VecDeque::from([store.current_revision()]);
+        self.recorder.catch_up(store, &mut marks, false)
+    }
+
+    pub fn head_revision(&self) -> i64 {
+        self.recorder.head_revision()
+    }
+
+    /// Queries over what was recorded.
+    pub fn history(&self) -> History {
+        History::offline(Arc::clone(&self.db))
+    }
+
+    /// Live bytes in the history database (not free pages).
+    pub fn used_bytes(&self) -> HistoryResult<u64> {
+        retention::used_bytes(&self.db)
+    }
 }

@@ -25,7 +25,7 @@
 use sha2::{Digest, Sha256};
 
 /// A directory (or shard) with more entries than this is split into shards.
-pub const SHARD_THRESHOLD: usize = 64;
+pub const SHARD_THRESHOLD: usize = 32;
 
 /// Marks a file component.
 const FILE_SUFFIX: char = '~';

@@ -167,7 +167,7 @@ impl Dir {
         if entries.is_empty() {
             return None;
         }
-        Some(backend.put_tree(&Tree::from_sorted_entries(entries)))
+        Some(backend.put_tree_owned(Tree::from_sorted_entries(entries)))
     }
 }
 

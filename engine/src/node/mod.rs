@@ -21,6 +21,8 @@ mod peer;
 mod read_index;
 mod recovery;
 mod restore;
+
+pub use restore::RestoreError;
 mod tasks;
 
 use std::collections::BTreeMap;

@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 
 use super::{Node, ResponseHeader};
-use crate::error::{KvError, KvResult};
-use crate::history::{At, ChangeKind, History, KeyChange, KeyVersion, RestoreOutcome};
+use crate::error::KvError;
+use crate::history::{
+    At, ChangeKind, History, HistoryError, KeyChange, KeyVersion, RestoreOutcome,
+};
 use crate::request::{
     Compare, CompareResult, CompareTarget, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp,
     TxnRequest,
@@ -16,20 +18,40 @@ use crate::request::{
 /// Attempts when keys change between reading them and the guarded transaction.
 const ATTEMPTS: usize = 3;
 
+/// Why a restore did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// The write failed as any write can (no leader, timeout, …).
+    #[error(transparent)]
+    Kv(#[from] KvError),
+    /// The target revision is not in history (future, trimmed) or history failed.
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    /// More keys differ than one transaction may change.
+    #[error(
+        "restoring would change {changes} keys, more than the {max} operations one transaction          may hold (--max-txn-ops); restore a narrower prefix"
+    )]
+    TooLarge { changes: usize, max: usize },
+    /// The keys kept changing under the restore.
+    #[error("the keys changed during each of {0} restore attempts; nothing was restored")]
+    Contended(usize),
+}
+
 impl Node {
     /// Puts `key` (or, with `prefix`, every key starting with it) back as it was at
     /// `to_revision`: one ordinary transaction through raft (so it is replicated and recorded
     /// in history like any write), guarded so that it fails rather than overwrite a key changed
     /// meanwhile. Keys absent at `to_revision` are deleted.
+    ///
+    /// At most `max_ops` keys are changed (etcd's `--max-txn-ops` for one transaction).
     pub async fn history_restore(
         &self,
         key: Bytes,
         prefix: bool,
         to_revision: i64,
-    ) -> KvResult<(RestoreOutcome, ResponseHeader)> {
-        let history = self
-            .history()
-            .ok_or_else(|| KvError::Unsupported("history is disabled on this server".into()))?;
+        max_ops: usize,
+    ) -> Result<(RestoreOutcome, ResponseHeader), RestoreError> {
+        let history = self.history().ok_or(HistoryError::Disabled)?;
         let target = read_target(history, key.clone(), prefix, to_revision).await?;
         for _ in 0..ATTEMPTS {
             let (current, header) = self
@@ -49,6 +71,12 @@ impl Node {
                 .map(|kv| (kv.key, (kv.value, kv.mod_revision)))
                 .collect();
             let plan = plan(&target, &current);
+            if plan.changes.len() > max_ops {
+                return Err(RestoreError::TooLarge {
+                    changes: plan.changes.len(),
+                    max: max_ops,
+                });
+            }
             if plan.changes.is_empty() {
                 return Ok((
                     RestoreOutcome {
@@ -69,9 +97,7 @@ impl Node {
                 ));
             }
         }
-        Err(KvError::Internal(format!(
-            "the keys changed during each of {ATTEMPTS} restore attempts; nothing was restored"
-        )))
+        Err(RestoreError::Contended(ATTEMPTS))
     }
 }
 
@@ -80,7 +106,7 @@ async fn read_target(
     key: Bytes,
     prefix: bool,
     to_revision: i64,
-) -> KvResult<BTreeMap<Bytes, Bytes>> {
+) -> Result<BTreeMap<Bytes, Bytes>, RestoreError> {
     let found: Vec<KeyVersion> = tokio::task::spawn_blocking(move || {
         if prefix {
             history.range(&key, At::Revision(to_revision), b"", 0)
@@ -91,8 +117,7 @@ async fn read_target(
         }
     })
     .await
-    .map_err(|err| KvError::Internal(err.to_string()))?
-    .map_err(|err| KvError::Internal(err.to_string()))?;
+    .map_err(|err| KvError::Internal(err.to_string()))??;
     Ok(found.into_iter().map(|kv| (kv.key, kv.value)).collect())
 }
 

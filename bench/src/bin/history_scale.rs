@@ -1,0 +1,233 @@
+//! history-scale: how history recording and queries behave as the keyspace and the number of
+//! revisions grow. In process, on a real MVCC store and history database in a temp dir.
+//!
+//! ```text
+//! history-scale --sizes 10000,100000,1000000 --revisions-per-size 10000 --value-size 256
+//! ```
+//!
+//! For each size: grow the keyspace to that many keys under one prefix (transactions of 1000
+//! puts), record them, then apply `--revisions-per-size` single-key overwrites and time their
+//! recording alone (the per-revision commit cost at that size). At the end: bytes per revision,
+//! and the latency of the queries kvctl makes (log of one key, get at an old revision, a page
+//! of the prefix log).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use cairn_engine::history::{At, LogQuery, OfflineRecorder};
+use cairn_engine::mvcc::{ApplyInput, MvccOptions, MvccStore};
+use cairn_engine::request::{Command, Origin, Proposal, PutRequest, RequestOp, TxnRequest};
+use clap::Parser;
+use rand::{Rng, SeedableRng};
+
+#[derive(Parser, Debug)]
+#[command(name = "history-scale", about)]
+struct Args {
+    /// Keyspace sizes to measure at, ascending.
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+    sizes: Vec<u64>,
+    /// Single-key revisions recorded (and timed) at each size.
+    #[arg(long, default_value_t = 10_000)]
+    revisions_per_size: u64,
+    /// Total single-key revisions to reach before the query measurements (filled up with
+    /// overwrites after the last size).
+    #[arg(long, default_value_t = 0)]
+    total_revisions: u64,
+    #[arg(long, default_value_t = 256)]
+    value_size: usize,
+    /// Directory for the databases (default: a temp dir, removed afterwards).
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+}
+
+const PREFIX: &str = "/registry/pods/default/";
+/// Entries applied per MVCC apply call, like a raft batch.
+const APPLY_BATCH: usize = 1000;
+
+fn key(i: u64) -> Bytes {
+    Bytes::from(format!("{PREFIX}pod-{i:08}"))
+}
+
+struct Load {
+    store: MvccStore,
+    time: u64,
+    index: u64,
+}
+
+impl Load {
+    fn apply(&mut self, commands: Vec<Command>) -> Result<()> {
+        let proposals: Vec<Proposal> = commands
+            .into_iter()
+            .map(|command| {
+                self.time += 1;
+                Proposal {
+                    command,
+                    time_unix_ms: self.time,
+                    origin: Origin {
+                        user: "bench".to_owned(),
+                        agent: "history-scale".to_owned(),
+                    },
+                }
+            })
+            .collect();
+        let inputs: Vec<ApplyInput<'_>> = proposals
+            .iter()
+            .map(|proposal| {
+                self.index += 1;
+                ApplyInput {
+                    proposal: Some(proposal),
+                    log_term: 1,
+                    log_index: self.index,
+                }
+            })
+            .collect();
+        self.store.apply(&inputs, b"", false)?;
+        Ok(())
+    }
+}
+
+fn put(key: Bytes, value: &Bytes) -> PutRequest {
+    PutRequest {
+        key,
+        value: value.clone(),
+        ..PutRequest::default()
+    }
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let temp = tempfile::tempdir()?;
+    let dir = args.dir.clone().unwrap_or_else(|| temp.path().to_path_buf());
+    std::fs::create_dir_all(&dir)?;
+    let store = MvccStore::open(&dir.join("mvcc.redb"), MvccOptions::default())?;
+    let mut load = Load {
+        store,
+        time: 1_700_000_000_000,
+        index: 0,
+    };
+    let mut recorder = OfflineRecorder::open(&dir.join("history.redb"))?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let value = Bytes::from(vec![b'v'; args.value_size]);
+    let mut keys = 0u64;
+    let mut single_revisions = 0u64;
+    println!("size_keys\trecord_us_per_revision\trevisions_per_s\thistory_bytes");
+    for &size in &args.sizes {
+        // Grow the keyspace: transactions of 1000 puts.
+        while keys < size {
+            let mut commands = Vec::new();
+            for _ in 0..APPLY_BATCH {
+                if keys >= size {
+                    break;
+                }
+                let batch_end = (keys + 1000).min(size);
+                let ops = (keys..batch_end)
+                    .map(|i| RequestOp::Put(put(key(i), &value)))
+                    .collect();
+                keys = batch_end;
+                commands.push(Command::Txn(TxnRequest {
+                    compare: Vec::new(),
+                    success: ops,
+                    failure: Vec::new(),
+                }));
+            }
+            load.apply(commands)?;
+        }
+        recorder.record(&load.store).context("recording the keyspace")?;
+        // Single-key overwrites, recorded and timed on their own.
+        let mut remaining = args.revisions_per_size;
+        while remaining > 0 {
+            let n = remaining.min(APPLY_BATCH as u64);
+            let commands = (0..n)
+                .map(|_| Command::Put(put(key(rng.random_range(0..keys)), &value)))
+                .collect();
+            load.apply(commands)?;
+            remaining -= n;
+        }
+        single_revisions += args.revisions_per_size;
+        let started = Instant::now();
+        let recorded = recorder.record(&load.store)?;
+        let elapsed = started.elapsed();
+        println!(
+            "{size}\t{:.1}\t{:.0}\t{}",
+            elapsed.as_secs_f64() * 1e6 / recorded.max(1) as f64,
+            recorded as f64 / elapsed.as_secs_f64(),
+            recorder.used_bytes()?
+        );
+    }
+    // Fill up to the total revision count with overwrites.
+    while single_revisions < args.total_revisions {
+        let n = (args.total_revisions - single_revisions).min(APPLY_BATCH as u64);
+        let commands = (0..n)
+            .map(|_| Command::Put(put(key(rng.random_range(0..keys)), &value)))
+            .collect();
+        load.apply(commands)?;
+        single_revisions += n;
+        if single_revisions % 100_000 < APPLY_BATCH as u64 {
+            recorder.record(&load.store)?;
+        }
+    }
+    let started = Instant::now();
+    recorder.record(&load.store)?;
+    let fill = started.elapsed();
+    let history = recorder.history();
+    let status = history.status()?;
+    let used = recorder.used_bytes()?;
+    println!(
+        "\nkeys {keys}, revisions {}, history {} bytes ({:.0} bytes/revision), last fill {:.1?}",
+        status.head_revision,
+        used,
+        used as f64 / status.head_revision.max(1) as f64,
+        fill
+    );
+    let probe = key(rng.random_range(0..keys));
+    let timed = |name: &str, f: &mut dyn FnMut() -> Result<usize>| -> Result<()> {
+        let mut best = Duration::MAX;
+        let mut found = 0;
+        for _ in 0..5 {
+            let started = Instant::now();
+            found = f()?;
+            best = best.min(started.elapsed());
+        }
+        println!("{name}: {best:.2?} (best of 5), {found} results");
+        Ok(())
+    };
+    timed("log of one key (all its revisions)", &mut || {
+        Ok(history
+            .log(&LogQuery {
+                key: Some(probe.clone()),
+                limit: 1_000_000,
+                ..LogQuery::default()
+            })?
+            .len())
+    })?;
+    timed("log of one key (newest 100)", &mut || {
+        Ok(history
+            .log(&LogQuery {
+                key: Some(probe.clone()),
+                limit: 100,
+                ..LogQuery::default()
+            })?
+            .len())
+    })?;
+    timed("get one key at a revision in the middle", &mut || {
+        Ok(history
+            .get(&probe, At::Revision(status.head_revision / 2))?
+            .into_iter()
+            .count())
+    })?;
+    timed("log of the prefix (newest 100 revisions)", &mut || {
+        Ok(history
+            .log(&LogQuery {
+                key: Some(Bytes::from_static(PREFIX.as_bytes())),
+                prefix: true,
+                limit: 100,
+                ..LogQuery::default()
+            })?
+            .len())
+    })?;
+    timed("show the newest revision", &mut || {
+        Ok(history.show(status.head_revision)?.diffs.len())
+    })?;
+    Ok(())
+}

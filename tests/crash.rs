@@ -316,13 +316,19 @@ fn verify_history_after_crashes(server: &mut Cairn, acked: &BTreeMap<String, Put
         if head.is_some_and(|head| head as i64 >= revision) {
             break;
         }
-        assert!(Instant::now() < deadline, "history stuck at {head:?}, store at {revision}");
+        assert!(
+            Instant::now() < deadline,
+            "history stuck at {head:?}, store at {revision}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(server.terminate(), Some(0), "clean stop");
     let history = History::open_read_only(&server.data_dir).expect("open history");
     let status = history.status().expect("status");
-    assert_eq!(status.head_revision, revision, "history head is the store's revision");
+    assert_eq!(
+        status.head_revision, revision,
+        "history head is the store's revision"
+    );
     for ack in acked.values() {
         let got = history
             .get(ack.key.as_bytes(), At::Revision(ack.revision))

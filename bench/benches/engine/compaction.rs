@@ -13,7 +13,11 @@ const REVISIONS: usize = 10_000;
 fn apply(store: &MvccStore, proposals: &[Proposal]) {
     let inputs: Vec<ApplyInput<'_>> = proposals
         .iter()
-        .map(|p| ApplyInput { proposal: Some(p), log_term: 0, log_index: 0 })
+        .map(|p| ApplyInput {
+            proposal: Some(p),
+            log_term: 0,
+            log_index: 0,
+        })
         .collect();
     store.apply(&inputs, &[], false).expect("apply");
 }

@@ -147,8 +147,8 @@ pub fn bench_record(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(5));
     for &size in sizes {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = MvccStore::open(&dir.path().join("mvcc.redb"), MvccOptions::default())
-            .expect("store");
+        let store =
+            MvccStore::open(&dir.path().join("mvcc.redb"), MvccOptions::default()).expect("store");
         let mut index = 0;
         let value = Bytes::from(vec![b'v'; 256]);
         for start in (0..size).step_by(1000) {

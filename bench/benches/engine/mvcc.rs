@@ -43,7 +43,11 @@ pub(crate) fn loaded_store(keys: usize) -> (tempfile::TempDir, MvccStore) {
             .collect();
         let inputs: Vec<ApplyInput<'_>> = proposals
             .iter()
-            .map(|p| ApplyInput { proposal: Some(p), log_term: 0, log_index: 0 })
+            .map(|p| ApplyInput {
+                proposal: Some(p),
+                log_term: 0,
+                log_index: 0,
+            })
             .collect();
         store.apply(&inputs, &[], false).expect("load");
     }
@@ -63,7 +67,11 @@ pub fn bench_put(c: &mut Criterion) {
                 next += 1;
                 let inputs: Vec<ApplyInput<'_>> = proposals
                     .iter()
-                    .map(|p| ApplyInput { proposal: Some(p), log_term: 0, log_index: 0 })
+                    .map(|p| ApplyInput {
+                        proposal: Some(p),
+                        log_term: 0,
+                        log_index: 0,
+                    })
                     .collect();
                 store.apply(&inputs, &[], false).expect("apply");
             });

@@ -98,7 +98,10 @@ fn put(key: Bytes, value: &Bytes) -> PutRequest {
 fn main() -> Result<()> {
     let args = Args::parse();
     let temp = tempfile::tempdir()?;
-    let dir = args.dir.clone().unwrap_or_else(|| temp.path().to_path_buf());
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| temp.path().to_path_buf());
     std::fs::create_dir_all(&dir)?;
     let store = MvccStore::open(&dir.join("mvcc.redb"), MvccOptions::default())?;
     let mut load = Load {
@@ -133,7 +136,9 @@ fn main() -> Result<()> {
             }
             load.apply(commands)?;
         }
-        recorder.record(&load.store).context("recording the keyspace")?;
+        recorder
+            .record(&load.store)
+            .context("recording the keyspace")?;
         // Single-key overwrites, recorded and timed on their own.
         let mut remaining = args.revisions_per_size;
         while remaining > 0 {

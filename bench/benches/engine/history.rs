@@ -10,7 +10,7 @@ use cairn_engine::request::{Command, Origin, Proposal, PutRequest, RequestOp, Tx
 use criterion::Criterion;
 use jj_lib::backend::{
     Backend, ChangeId, Commit, CommitId, CopyId, MillisSinceEpoch, Signature, Timestamp, Tree,
-    TreeId, TreeValue,
+    TreeValue,
 };
 use jj_lib::merge::Merge;
 use jj_lib::repo_path::{RepoPath, RepoPathComponentBuf};

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# History on vs off under the same put load (docs/benchmarks.md, "History recording").
+# Alternates a single `cairn` member with --history=false and the default, 3 rounds, fresh data
+# dirs, and prints throughput, p99 and the history head/lag from /metrics after each run.
+# Needs release builds: cargo build --release -p cairn -p cairn-bench --bin cairn --bin loadgen
+set -euo pipefail
+B="$(cd "$(dirname "$0")/../.." && pwd)/target/release"
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+for round in 1 2 3; do
+  for history in false true; do
+    dir="$WORK/data-$history-$round"
+    "$B/cairn" --data-dir "$dir" --listen-client-urls http://127.0.0.1:23790 \
+      --listen-peer-urls http://127.0.0.1:23800 --history="$history" --log-level warn \
+      >"$WORK/log" 2>&1 &
+    pid=$!
+    sleep 2
+    "$B/loadgen" put --endpoints 127.0.0.1:23790 --conns 8 --clients 64 --total 60000 \
+      --key-size 8 --val-size 256 --key-space-size 100000 --json --no-progress >"$WORK/out.json"
+    sleep 2
+    metrics=$(curl -s http://127.0.0.1:23790/metrics | grep -E '^cairn_history_(head|lag)' | tr '\n' ' ')
+    result=$(python3 -c 'import json,sys; op=json.load(open(sys.argv[1]))["ops"][0]; print(round(op["throughput"]), "req/s, p99", op["latency_ms"]["p99"], "ms")' "$WORK/out.json")
+    echo "round $round history=$history: $result; $metrics"
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+  done
+done

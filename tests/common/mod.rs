@@ -98,7 +98,14 @@ impl Cairn {
     }
 
     /// Starts a server on an existing (or new) data dir that the caller owns.
+    ///
+    /// A port picked free can be taken by another socket before the server binds it (the
+    /// ephemeral range is shared with every client connection the tests open): a first start
+    /// that fails with "Address already in use" is retried on new ports, a bounded number of
+    /// times, starting from a fresh data dir when this call created it.
     pub fn start_in(data_dir: &Path, extra_args: &[&str]) -> Self {
+        const ATTEMPTS: usize = 5;
+        let fresh = !data_dir.exists();
         let mut server = Cairn {
             child: None,
             port: free_port(),
@@ -108,8 +115,23 @@ impl Cairn {
             tmp: None,
             log_path: data_dir.with_extension("log"),
         };
-        server.spawn();
-        server
+        for attempt in 1..=ATTEMPTS {
+            server.launch();
+            match server.ready() {
+                Ok(()) => return server,
+                Err(log) if attempt < ATTEMPTS && log.contains("Address already in use") => {
+                    eprintln!("cairn could not bind its ports (attempt {attempt}); new ports");
+                    server.child = None;
+                    if fresh {
+                        let _ = std::fs::remove_dir_all(data_dir);
+                    }
+                    server.port = free_port();
+                    server.peer_port = free_port();
+                }
+                Err(log) => panic!("{log}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
     }
 
     pub fn endpoint(&self) -> String {
@@ -121,6 +143,11 @@ impl Cairn {
     }
 
     fn spawn(&mut self) {
+        self.launch();
+        self.wait_ready();
+    }
+
+    fn launch(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -139,30 +166,36 @@ impl Cairn {
             .spawn()
             .expect("start cairn");
         self.child = Some(child);
-        self.wait_ready();
     }
 
     /// Waits (bounded) until GET /health answers healthy.
     pub fn wait_ready(&mut self) {
+        if let Err(message) = self.ready() {
+            panic!("{message}");
+        }
+    }
+
+    /// Waits (bounded) until GET /health answers healthy; the reason (with the log) if not.
+    fn ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                panic!(
+                return Err(format!(
                     "cairn exited during startup with {status}; log:\n{}",
                     self.log()
-                );
+                ));
             }
             if let Some((200, body)) = http_get(self.port, "/health")
                 && body.contains("\"true\"")
             {
-                return;
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!(
+        Err(format!(
             "cairn did not become healthy within 30s; log:\n{}",
             self.log()
-        );
+        ))
     }
 
     /// The server's stderr so far.

@@ -16,6 +16,7 @@
 //! `esc(key)` doubles 0x00 bytes (00 → 00 FF) and ends with 00 01, so one key's rows are
 //! contiguous, in revision order, and a key prefix is a byte prefix of every longer key.
 
+use jj_lib::backend::{CommitId, TreeId};
 use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
@@ -65,6 +66,26 @@ pub(crate) struct Head {
     pub operation_seq: u64,
     /// Oldest revision still kept (retention trims below it).
     pub oldest_revision: i64,
+}
+
+impl Head {
+    /// The head commit's id; `root` (jj's root commit) before any revision.
+    pub(crate) fn commit(&self, root: &CommitId) -> CommitId {
+        if self.commit_id.is_empty() {
+            root.clone()
+        } else {
+            CommitId::new(self.commit_id.clone())
+        }
+    }
+
+    /// The head commit's tree; `empty` before any revision.
+    pub(crate) fn tree(&self, empty: &TreeId) -> TreeId {
+        if self.tree_id.is_empty() {
+            empty.clone()
+        } else {
+            TreeId::new(self.tree_id.clone())
+        }
+    }
 }
 
 pub(crate) fn encode_i64(value: i64) -> [u8; 8] {

@@ -24,6 +24,8 @@ use jj_lib::protos::simple_op_store as proto;
 use prost::Message;
 
 use super::backend::{Kind, RedbBackend, content_id, object_key};
+use super::index::Head;
+use super::writer::timestamp;
 
 /// jj's operation store over redb; shares the commit backend's object table and buffer.
 pub struct RedbOpStore {
@@ -96,8 +98,48 @@ impl RedbOpStore {
         Ok(operation_from_proto(decoded))
     }
 
-    pub(crate) fn root_operation(&self) -> &OperationId {
-        &self.root_operation_id
+    /// Writes the next operation of the log after `head`'s: its view's only head is `head`'s
+    /// commit, `new_commits` are the commits it created. Advances `head`'s operation.
+    pub(crate) fn append(
+        &self,
+        head: &mut Head,
+        description: String,
+        (start_unix_ms, end_unix_ms): (u64, u64),
+        attributes: BTreeMap<String, String>,
+        new_commits: impl IntoIterator<Item = CommitId>,
+    ) -> OpStoreResult<OperationId> {
+        let view_id = self.put_view(&view_with_head(head.commit(self.backend.root_commit())))?;
+        let parent = if head.operation_id.is_empty() {
+            self.root_operation_id.clone()
+        } else {
+            OperationId::new(head.operation_id.clone())
+        };
+        let operation = Operation {
+            view_id,
+            parents: vec![parent],
+            metadata: OperationMetadata {
+                time: TimestampRange {
+                    start: timestamp(start_unix_ms),
+                    end: timestamp(end_unix_ms),
+                },
+                description,
+                hostname: "cairn".to_owned(),
+                username: "cairn".to_owned(),
+                is_snapshot: false,
+                workspace_name: None,
+                attributes,
+            },
+            commit_predecessors: Some(
+                new_commits
+                    .into_iter()
+                    .map(|commit| (commit, Vec::new()))
+                    .collect(),
+            ),
+        };
+        let id = self.put_operation(&operation);
+        head.operation_id = id.to_bytes();
+        head.operation_seq += 1;
+        Ok(id)
     }
 }
 

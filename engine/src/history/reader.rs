@@ -13,13 +13,14 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use jj_lib::backend::{FileId, TreeId};
+use jj_lib::hex_util::encode_hex;
 
 use jj_lib::op_store::OperationId;
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::db::{HistoryDb, history_path};
 use super::index::{self, Head, OperationRecord, RevisionRecord};
-use super::writer::{Progress, hex};
+use super::writer::Progress;
 use super::{
     At, BlameLine, ChangeKind, HistoryError, HistoryResult, HistoryStatus, KeyChange, KeyDiff,
     KeyVersion, LogQuery, OperationEntry, RevisionDetail, RevisionEntry,
@@ -129,7 +130,7 @@ impl History {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .clone(),
-            None => hex(&head.commit_id),
+            None => encode_hex(&head.commit_id),
         };
         Ok(HistoryStatus {
             head_revision,
@@ -345,7 +346,7 @@ impl History {
                 lines.push(BlameLine {
                     key: Bytes::from(key),
                     revision,
-                    commit_id: hex(&record.commit_id),
+                    commit_id: encode_hex(&record.commit_id),
                     time_unix_ms: record.time_unix_ms,
                     origin: record.origin,
                 });
@@ -390,7 +391,7 @@ impl History {
                 .operation(&OperationId::new(record.operation_id.clone()))?;
             let metadata = operation.metadata;
             entries.push(OperationEntry {
-                operation_id: hex(&record.operation_id),
+                operation_id: encode_hex(&record.operation_id),
                 time_unix_ms: metadata.time.end.timestamp.0.max(0) as u64,
                 description: metadata.description,
                 first_revision: record.first_revision,
@@ -548,8 +549,8 @@ fn entry(view: &View, revision: i64, changes_limit: usize) -> HistoryResult<Revi
     changes.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(RevisionEntry {
         revision,
-        commit_id: hex(&record.commit_id),
-        parent_commit_id: hex(&record.parent_commit_id),
+        commit_id: encode_hex(&record.commit_id),
+        parent_commit_id: encode_hex(&record.parent_commit_id),
         time_unix_ms: record.time_unix_ms,
         log_term: record.log_term,
         log_index: record.log_index,

@@ -17,15 +17,13 @@ use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
-use jj_lib::backend::{CommitId, TreeId, TreeValue};
+use jj_lib::backend::{TreeId, TreeValue};
 use jj_lib::object_id::ObjectId;
-use jj_lib::op_store::{Operation, OperationId, OperationMetadata, TimestampRange};
 use redb::{ReadableDatabase, ReadableTable};
 
 use super::backend::{Kind, OBJECTS, object_key};
 use super::error::{HistoryError, HistoryResult};
 use super::index::{self, Head, OperationRecord, RevisionRecord};
-use super::op_store::view_with_head;
 
 /// How much history to keep. The default keeps everything.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -207,9 +205,16 @@ pub(crate) fn trim(
 
     let mut head = head.clone();
     db.backend.buffer.set_writing(head.revision);
-    let operation = trim_operation(db, &head, keep_from, now_unix_ms, reason)?;
-    head.operation_id = operation.to_bytes();
-    head.operation_seq += 1;
+    let operation = db.op_store.append(
+        &mut head,
+        format!("trim history before revision {keep_from} ({reason})"),
+        (now_unix_ms, now_unix_ms),
+        BTreeMap::from([
+            ("cairn.trimmed_before".to_owned(), keep_from.to_string()),
+            ("cairn.retention".to_owned(), reason.to_owned()),
+        ]),
+        [],
+    )?;
     head.oldest_revision = keep_from;
 
     let txn = db.db.begin_write()?;
@@ -324,49 +329,6 @@ fn mark_tree(
         }
     }
     Ok(())
-}
-
-/// Writes the jj operation recording a trim (into the buffer); returns its id.
-fn trim_operation(
-    db: &super::db::HistoryDb,
-    head: &Head,
-    keep_from: i64,
-    now_unix_ms: u64,
-    reason: &str,
-) -> HistoryResult<OperationId> {
-    let head_commit = if head.commit_id.is_empty() {
-        db.backend.root_commit().clone()
-    } else {
-        CommitId::new(head.commit_id.clone())
-    };
-    let view_id = db.op_store.put_view(&view_with_head(head_commit))?;
-    let parent = if head.operation_id.is_empty() {
-        db.op_store.root_operation().clone()
-    } else {
-        OperationId::new(head.operation_id.clone())
-    };
-    let now = super::writer::timestamp(now_unix_ms);
-    let operation = Operation {
-        view_id,
-        parents: vec![parent],
-        metadata: OperationMetadata {
-            time: TimestampRange {
-                start: now,
-                end: now,
-            },
-            description: format!("trim history before revision {keep_from} ({reason})"),
-            hostname: "cairn".to_owned(),
-            username: "cairn".to_owned(),
-            is_snapshot: false,
-            workspace_name: None,
-            attributes: BTreeMap::from([
-                ("cairn.trimmed_before".to_owned(), keep_from.to_string()),
-                ("cairn.retention".to_owned(), reason.to_owned()),
-            ]),
-        },
-        commit_predecessors: Some(BTreeMap::new()),
-    };
-    Ok(db.op_store.put_operation(&operation))
 }
 
 #[cfg(test)]

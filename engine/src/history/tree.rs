@@ -8,9 +8,10 @@
 //! trees, hence the same commit ids.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use jj_lib::backend::{BackendResult, CopyId, FileId, Tree, TreeId, TreeValue};
-use jj_lib::repo_path::RepoPathComponentBuf;
+use jj_lib::repo_path::{RepoPathComponent, RepoPathComponentBuf};
 
 use super::backend::RedbBackend;
 use super::path::{SHARD_THRESHOLD, is_shard, key_components, shard_of};
@@ -200,6 +201,38 @@ impl<'a> TreeEdit<'a> {
     }
 }
 
+/// The entry `name` of the logical directory whose tree is `tree`, following its shards.
+fn entry(
+    backend: &RedbBackend,
+    mut tree: Arc<Tree>,
+    name: &str,
+) -> BackendResult<Option<TreeValue>> {
+    let mut level = 0;
+    loop {
+        let sharded = tree
+            .names()
+            .next()
+            .is_some_and(|n| is_shard(n.as_internal_str()));
+        let wanted = if sharded {
+            shard_of(name, level)
+        } else {
+            name.to_owned()
+        };
+        let Ok(component) = RepoPathComponent::new(&wanted) else {
+            return Ok(None);
+        };
+        let value = tree.value(component).cloned();
+        match value {
+            Some(TreeValue::Tree(id)) if sharded => {
+                tree = backend.tree(&id)?;
+                level += 1;
+            }
+            _ if sharded => return Ok(None),
+            value => return Ok(value),
+        }
+    }
+}
+
 /// Finds `key` in the tree `root`: its file id, or `None`.
 #[cfg(test)]
 pub(crate) fn lookup(
@@ -208,43 +241,14 @@ pub(crate) fn lookup(
     key: &[u8],
 ) -> BackendResult<Option<FileId>> {
     let components = key_components(key);
-    let mut tree = backend.tree(root)?;
-    for (index, name) in components.iter().enumerate() {
-        let mut level = 0;
-        // Descend through shards to the entry `name`.
-        let value = loop {
-            let sharded = tree
-                .names()
-                .next()
-                .is_some_and(|n| is_shard(n.as_internal_str()));
-            let wanted = if sharded {
-                shard_of(name, level)
-            } else {
-                name.clone()
-            };
-            let Ok(component) = jj_lib::repo_path::RepoPathComponent::new(&wanted) else {
-                return Ok(None);
-            };
-            let Some(value) = tree.value(component).cloned() else {
-                return Ok(None);
-            };
-            if !sharded {
-                break value;
-            }
-            let TreeValue::Tree(id) = value else {
-                return Ok(None);
-            };
-            tree = backend.tree(&id)?;
-            level += 1;
-        };
-        let last = index + 1 == components.len();
-        match (value, last) {
-            (TreeValue::File { id, .. }, true) => return Ok(Some(id)),
-            (TreeValue::Tree(id), false) => tree = backend.tree(&id)?,
-            _ => return Ok(None),
-        }
+    let (file, dirs) = components.split_last().expect("a key has a file component");
+    let Some(dir) = subtree(backend, root, dirs)? else {
+        return Ok(None);
+    };
+    match entry(backend, backend.tree(&dir)?, file)? {
+        Some(TreeValue::File { id, .. }) => Ok(Some(id)),
+        _ => Ok(None),
     }
-    Ok(None)
 }
 
 /// Every file under the tree `id` (recursively), as (path components, file id), in tree order.
@@ -278,29 +282,9 @@ pub(crate) fn subtree(
 ) -> BackendResult<Option<TreeId>> {
     let mut current = root.clone();
     for name in components {
-        let mut level = 0;
-        loop {
-            let tree = backend.tree(&current)?;
-            let sharded = tree
-                .names()
-                .next()
-                .is_some_and(|n| is_shard(n.as_internal_str()));
-            let wanted = if sharded {
-                shard_of(name, level)
-            } else {
-                name.clone()
-            };
-            let Ok(component) = jj_lib::repo_path::RepoPathComponent::new(&wanted) else {
-                return Ok(None);
-            };
-            let Some(TreeValue::Tree(id)) = tree.value(component).cloned() else {
-                return Ok(None);
-            };
-            current = id;
-            if !sharded {
-                break;
-            }
-            level += 1;
+        match entry(backend, backend.tree(&current)?, name)? {
+            Some(TreeValue::Tree(id)) => current = id,
+            _ => return Ok(None),
         }
     }
     Ok(Some(current))

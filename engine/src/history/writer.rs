@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use jj_lib::backend::{ChangeId, Commit, CommitId, MillisSinceEpoch, Signature, Timestamp, TreeId};
+use jj_lib::hex_util::encode_hex;
 use jj_lib::merge::Merge;
 use jj_lib::object_id::ObjectId;
-use jj_lib::op_store::{Operation, OperationId, OperationMetadata, TimestampRange};
 use redb::Durability;
 use sha2::{Digest, Sha256};
 
@@ -33,7 +33,6 @@ use super::db::HistoryDb;
 use super::error::{HistoryError, HistoryResult};
 use super::index::{self, Head, OperationRecord, RevisionRecord};
 use super::model::{ChangeKind, Origin};
-use super::op_store::view_with_head;
 use super::retention::{self, Retention};
 use super::tree::TreeEdit;
 use crate::mvcc::{MvccStore, RecordedChange, RecordedRevision, RevisionMeta};
@@ -135,7 +134,7 @@ impl Recorder {
         *progress
             .head_commit
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = hex(&head.commit_id);
+            .unwrap_or_else(PoisonError::into_inner) = encode_hex(&head.commit_id);
         Ok(Self {
             db,
             head,
@@ -210,8 +209,8 @@ impl Recorder {
         let mut operations: Vec<(u64, OperationRecord)> = Vec::new();
         let mut group: Vec<(i64, CommitId, &RevisionMeta)> = Vec::new();
         for revision in revisions {
-            let parent = self.parent_id(&head);
-            let base = self.tree_id(&head);
+            let parent = head.commit(self.db.backend.root_commit());
+            let base = head.tree(self.db.backend.empty_tree());
             backend.buffer.set_writing(revision.revision);
             let mut edit = TreeEdit::new(&backend, &base)?;
             for (seq, change) in revision.changes.iter().enumerate() {
@@ -327,16 +326,7 @@ impl Recorder {
         group: &[(i64, CommitId, &RevisionMeta)],
     ) -> HistoryResult<(u64, OperationRecord)> {
         let (first_revision, _, first) = group.first().expect("a group has revisions");
-        let (last_revision, last_commit, last) = group.last().expect("a group has revisions");
-        let view_id = self
-            .db
-            .op_store
-            .put_view(&view_with_head(last_commit.clone()))?;
-        let parent = if head.operation_id.is_empty() {
-            self.db.op_store.root_operation().clone()
-        } else {
-            OperationId::new(head.operation_id.clone())
-        };
+        let (last_revision, _, last) = group.last().expect("a group has revisions");
         let origins: BTreeSet<&Origin> = group.iter().map(|(_, _, meta)| &meta.origin).collect();
         let mut attributes = BTreeMap::new();
         attributes.insert(
@@ -366,35 +356,18 @@ impl Recorder {
         if !agents.is_empty() {
             attributes.insert("origin.agent".to_owned(), dedup_join(&agents));
         }
-        let operation = Operation {
-            view_id,
-            parents: vec![parent],
-            metadata: OperationMetadata {
-                time: TimestampRange {
-                    start: timestamp(first.time_unix_ms),
-                    end: timestamp(last.time_unix_ms),
-                },
-                description: if first_revision == last_revision {
-                    format!("apply revision {first_revision}")
-                } else {
-                    format!("apply revisions {first_revision}..{last_revision}")
-                },
-                hostname: "cairn".to_owned(),
-                username: "cairn".to_owned(),
-                is_snapshot: false,
-                workspace_name: None,
-                attributes,
-            },
-            commit_predecessors: Some(
-                group
-                    .iter()
-                    .map(|(_, commit, _)| (commit.clone(), Vec::new()))
-                    .collect(),
-            ),
+        let description = if first_revision == last_revision {
+            format!("apply revision {first_revision}")
+        } else {
+            format!("apply revisions {first_revision}..{last_revision}")
         };
-        let id = self.db.op_store.put_operation(&operation);
-        head.operation_id = id.to_bytes();
-        head.operation_seq += 1;
+        let id = self.db.op_store.append(
+            head,
+            description,
+            (first.time_unix_ms, last.time_unix_ms),
+            attributes,
+            group.iter().map(|(_, commit, _)| commit.clone()),
+        )?;
         Ok((
             head.operation_seq,
             OperationRecord {
@@ -481,22 +454,6 @@ impl Recorder {
         Ok(keys)
     }
 
-    fn parent_id(&self, head: &Head) -> CommitId {
-        if head.commit_id.is_empty() {
-            self.db.backend.root_commit().clone()
-        } else {
-            CommitId::new(head.commit_id.clone())
-        }
-    }
-
-    fn tree_id(&self, head: &Head) -> TreeId {
-        if head.tree_id.is_empty() {
-            self.db.backend.empty_tree().clone()
-        } else {
-            TreeId::new(head.tree_id.clone())
-        }
-    }
-
     fn make_durable(&mut self) -> HistoryResult<()> {
         let mut txn = self.db.db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
@@ -513,7 +470,7 @@ impl Recorder {
             .progress
             .head_commit
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = hex(&self.head.commit_id);
+            .unwrap_or_else(PoisonError::into_inner) = encode_hex(&self.head.commit_id);
         if durable {
             self.last_durable = Instant::now();
             self.progress
@@ -574,7 +531,7 @@ pub(crate) fn run(
         if result.is_ok() && !stop && last_trim_check.elapsed() >= RETENTION_CHECK {
             last_trim_check = Instant::now();
             result = recorder
-                .trim_if_needed(retention, now_unix_ms())
+                .trim_if_needed(retention, crate::node::now_unix_ms())
                 .map(|_| ());
         }
         match result {
@@ -671,20 +628,4 @@ pub(crate) fn timestamp(unix_ms: u64) -> Timestamp {
 fn dedup_join(values: &[&str]) -> String {
     let unique: BTreeSet<&str> = values.iter().copied().collect();
     unique.into_iter().collect::<Vec<_>>().join(", ")
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
-}
-
-fn now_unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

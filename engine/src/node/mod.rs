@@ -162,7 +162,8 @@ fn io_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> NodeError 
     }
 }
 
-fn now_unix_ms() -> u64 {
+/// The local clock in milliseconds since the Unix epoch (0 before it).
+pub(crate) fn now_unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

@@ -57,8 +57,12 @@ pub(crate) enum Kind {
 
 pub(crate) const ID_LEN: usize = 32;
 const CHANGE_ID_LEN: usize = 16;
-/// Decoded trees kept in memory; the cache is dropped wholesale when full.
+/// Decoded trees kept in memory for readers; the cache is dropped wholesale when full.
 const TREE_CACHE_LIMIT: usize = 16 * 1024;
+/// Bytes of encoded trees the writer keeps in memory (see [`TreeBytesCache`]). At a million keys
+/// under one prefix every tree a write can touch is about 55 MB encoded, so random writes over
+/// that keyspace still find their trees here rather than in the database.
+const WRITER_TREE_CACHE_BYTES: usize = 64 << 20;
 
 pub(crate) fn object_key(kind: Kind, id: &[u8]) -> Vec<u8> {
     let mut key = Vec::with_capacity(1 + id.len());
@@ -82,6 +86,41 @@ pub(crate) struct ObjectBuffer {
     /// The revision being recorded: stamped on objects written now.
     writing: std::sync::atomic::AtomicI64,
     trees: Mutex<HashMap<TreeId, Arc<Tree>>>,
+    /// Encoded trees for the writer.
+    tree_bytes: Mutex<TreeBytesCache>,
+}
+
+/// The writer's cache of encoded trees, bounded in bytes: two generations, the young one
+/// filled by inserts and hits, retired wholesale when it holds half the budget (an LRU's effect
+/// for the price of a hash map).
+#[derive(Default)]
+struct TreeBytesCache {
+    young: HashMap<TreeId, Arc<[u8]>>,
+    old: HashMap<TreeId, Arc<[u8]>>,
+    young_bytes: usize,
+}
+
+impl TreeBytesCache {
+    fn get(&mut self, id: &TreeId) -> Option<Arc<[u8]>> {
+        if let Some(bytes) = self.young.get(id) {
+            return Some(Arc::clone(bytes));
+        }
+        let bytes = self.old.remove(id)?;
+        self.insert(id.clone(), Arc::clone(&bytes));
+        Some(bytes)
+    }
+
+    fn insert(&mut self, id: TreeId, bytes: Arc<[u8]>) {
+        let size = bytes.len() + ID_LEN;
+        if self.young.insert(id, bytes).is_some() {
+            return;
+        }
+        self.young_bytes += size;
+        if self.young_bytes > WRITER_TREE_CACHE_BYTES / 2 {
+            self.old = std::mem::take(&mut self.young);
+            self.young_bytes = 0;
+        }
+    }
 }
 
 impl ObjectBuffer {
@@ -131,6 +170,20 @@ impl ObjectBuffer {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
+    }
+
+    fn cached_tree_bytes(&self, id: &TreeId) -> Option<Arc<[u8]>> {
+        self.tree_bytes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+    }
+
+    fn cache_tree_bytes(&self, id: TreeId, bytes: Arc<[u8]>) {
+        self.tree_bytes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, bytes);
     }
 
     fn cached_tree(&self, id: &TreeId) -> Option<Arc<Tree>> {
@@ -249,17 +302,54 @@ impl RedbBackend {
         Ok(tree)
     }
 
-    /// Writes a tree (synchronously: the writer's hot path).
+    /// Writes a tree (synchronously).
     pub(crate) fn put_tree(&self, tree: &Tree) -> TreeId {
         TreeId::new(self.write_object(Kind::Tree, encode_jj_tree(tree)))
     }
 
-    /// Writes a tree the caller will not use again, keeping it decoded for the next revision
-    /// (which starts from it).
-    pub(crate) fn put_tree_owned(&self, tree: Tree) -> TreeId {
-        let id = self.put_tree(&tree);
-        self.buffer.cache_tree(id.clone(), Arc::new(tree));
+    /// Writes a tree encoded by [`encode_tree`] (the writer's hot path), keeping its bytes for
+    /// the next revisions, which start from it.
+    pub(crate) fn put_tree_bytes(&self, bytes: Vec<u8>) -> TreeId {
+        let id = TreeId::new(content_id(&bytes));
+        self.buffer
+            .cache_tree_bytes(id.clone(), Arc::from(bytes.as_slice()));
+        self.buffer
+            .put(object_key(Kind::Tree, id.as_bytes()), bytes);
         id
+    }
+
+    /// The entries of a tree, for editing: through the writer's cache of encoded trees and
+    /// [`decode_plain_tree`], or the general decoding for a tree that holds anything else.
+    pub(crate) fn tree_entries(&self, id: &TreeId) -> BackendResult<Vec<(String, PlainEntry)>> {
+        if id == &self.empty_tree_id {
+            return Ok(Vec::new());
+        }
+        let bytes = match self.buffer.cached_tree_bytes(id) {
+            Some(bytes) => bytes,
+            None => {
+                let bytes: Arc<[u8]> = Arc::from(self.read_required(Kind::Tree, id)?);
+                self.buffer.cache_tree_bytes(id.clone(), Arc::clone(&bytes));
+                bytes
+            }
+        };
+        if let Some(entries) = decode_plain_tree(&bytes) {
+            return Ok(entries);
+        }
+        let tree = tree_from_proto(decode::<proto::Tree>(&bytes, id)?, id)?;
+        Ok(tree
+            .entries()
+            .map(|entry| {
+                let value = match entry.value() {
+                    TreeValue::Tree(id) => PlainEntry::Tree(id.to_bytes()),
+                    TreeValue::File { id, .. } => PlainEntry::File(id.to_bytes()),
+                    // History writes nothing else; keep the name so nothing is lost.
+                    TreeValue::Symlink(_) | TreeValue::GitSubmodule(_) => {
+                        PlainEntry::File(Vec::new())
+                    }
+                };
+                (entry.name().as_internal_str().to_owned(), value)
+            })
+            .collect())
     }
 
     /// Writes a file's content (synchronously: the writer's hot path).
@@ -562,6 +652,84 @@ fn encode_jj_tree(tree: &Tree) -> Vec<u8> {
     }))
 }
 
+/// One entry of a decoded tree: a file or a subtree, by id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum PlainEntry {
+    File(Vec<u8>),
+    Tree(Vec<u8>),
+}
+
+/// Decodes a tree of plain entries (files neither executable nor with a copy id, subtrees: what
+/// [`encode_tree`] writes) straight from its protobuf bytes, without the intermediate messages;
+/// `None` for anything else (which [`tree_from_proto`] decodes).
+pub(crate) fn decode_plain_tree(mut bytes: &[u8]) -> Option<Vec<(String, PlainEntry)>> {
+    let mut entries = Vec::new();
+    while !bytes.is_empty() {
+        let (1, mut entry) = next_field(&mut bytes)? else {
+            return None;
+        };
+        let mut name = None;
+        let mut value = None;
+        while !entry.is_empty() {
+            match next_field(&mut entry)? {
+                (1, bytes) => name = Some(std::str::from_utf8(bytes).ok()?),
+                (2, mut tree_value) => {
+                    let (field, inner) = next_field(&mut tree_value)?;
+                    if !tree_value.is_empty() {
+                        return None;
+                    }
+                    value = Some(match field {
+                        2 => {
+                            let mut file = inner;
+                            let (1, id) = next_field(&mut file)? else {
+                                return None;
+                            };
+                            if !file.is_empty() {
+                                return None;
+                            }
+                            PlainEntry::File(id.to_vec())
+                        }
+                        4 => PlainEntry::Tree(inner.to_vec()),
+                        _ => return None,
+                    });
+                }
+                _ => return None,
+            }
+        }
+        entries.push((name?.to_owned(), value?));
+    }
+    Some(entries)
+}
+
+/// The next length-delimited field of a message: (field number, payload). `None` at a field
+/// of another wire type or a malformed one.
+fn next_field<'a>(bytes: &mut &'a [u8]) -> Option<(u64, &'a [u8])> {
+    let tag = get_varint(bytes)?;
+    if tag & 7 != 2 {
+        return None;
+    }
+    let len = usize::try_from(get_varint(bytes)?).ok()?;
+    if len > bytes.len() {
+        return None;
+    }
+    let (payload, rest) = bytes.split_at(len);
+    *bytes = rest;
+    Some((tag >> 3, payload))
+}
+
+fn get_varint(bytes: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = bytes.split_first()?;
+        *bytes = rest;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            return Some(value);
+        }
+    }
+    None
+}
+
 /// One entry of a tree being encoded: a file or a subtree, by id.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum TreeEntryRef<'a> {
@@ -678,7 +846,44 @@ mod tests {
                 };
                 (name.as_str(), value)
             }));
-            prop_assert_eq!(by_hand, by_prost);
+            prop_assert_eq!(&by_hand, &by_prost);
+            let decoded = decode_plain_tree(&by_hand).expect("plain");
+            let expected: Vec<(String, PlainEntry)> = entries
+                .into_iter()
+                .map(|(name, (file, id))| {
+                    (name, if file { PlainEntry::File(id) } else { PlainEntry::Tree(id) })
+                })
+                .collect();
+            prop_assert_eq!(decoded, expected);
         }
+
+        #[test]
+        fn plain_decoding_never_panics_on_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode_plain_tree(&bytes);
+        }
+    }
+
+    #[test]
+    fn trees_with_other_entries_are_left_to_the_general_decoder() {
+        let executable = Tree::from_sorted_entries(vec![(
+            RepoPathComponentBuf::new("run~".to_owned()).expect("valid"),
+            TreeValue::File {
+                id: FileId::new(vec![7; 32]),
+                executable: true,
+                copy_id: CopyId::placeholder(),
+            },
+        )]);
+        assert_eq!(
+            decode_plain_tree(&tree_to_proto(&executable).encode_to_vec()),
+            None
+        );
+        let symlink = Tree::from_sorted_entries(vec![(
+            RepoPathComponentBuf::new("link".to_owned()).expect("valid"),
+            TreeValue::Symlink(SymlinkId::new(vec![1; 32])),
+        )]);
+        assert_eq!(
+            decode_plain_tree(&tree_to_proto(&symlink).encode_to_vec()),
+            None
+        );
     }
 }

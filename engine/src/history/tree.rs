@@ -1,19 +1,24 @@
 //! Editing the keyspace tree of one revision: load only the directories a change touches,
 //! apply every change of the revision, then write the dirty directories bottom-up.
 //!
-//! Directories are sharded as `path.rs` describes: inside one logical directory, a tree with
-//! more than [`SHARD_THRESHOLD`] entries is split into `#0` … `#f` by the entry name's hash,
-//! level by level. A directory stays sharded once split (it disappears when emptied), so the
-//! layout depends only on the sequence of revisions: replaying the same log gives the same
-//! trees, hence the same commit ids.
+//! Directories are sharded as `path.rs` describes: inside one logical directory, a node holding
+//! more than [`SHARD_THRESHOLD`] entries is split into `#0` … `#f` by the entry name's hash, level
+//! by level, and a sharded node whose shards come to hold [`SHARD_THRESHOLD`] entries or fewer
+//! is merged back. The layout, hence every tree id, is a function of the keyspace alone, not of
+//! the revisions that led to it: a member that starts from a snapshot builds the same tree for
+//! the same state as the members that replayed the log.
+//!
+//! The writer reads and writes trees as bytes (`RedbBackend::tree_entries`, `encode_tree`):
+//! no jj `Tree` is built on this path.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use jj_lib::backend::{BackendResult, CopyId, FileId, Tree, TreeId, TreeValue};
-use jj_lib::repo_path::{RepoPathComponent, RepoPathComponentBuf};
+use jj_lib::backend::{BackendResult, FileId, Tree, TreeId, TreeValue};
+use jj_lib::object_id::ObjectId;
+use jj_lib::repo_path::RepoPathComponent;
 
-use super::backend::RedbBackend;
+use super::backend::{PlainEntry, RedbBackend, TreeEntryRef, encode_tree};
 use super::path::{SHARD_THRESHOLD, is_shard, key_components, shard_of};
 
 /// A directory being edited.
@@ -32,19 +37,15 @@ enum Slot {
 
 impl Dir {
     fn load(backend: &RedbBackend, id: &TreeId) -> BackendResult<Self> {
-        let tree = backend.tree(id)?;
-        let entries = tree
-            .entries()
-            .map(|entry| {
-                let slot = match entry.value() {
-                    TreeValue::Tree(id) => Slot::Stored(id.clone()),
-                    TreeValue::File { id, .. } => Slot::File(id.clone()),
-                    // History writes nothing else; keep the name so nothing is lost.
-                    TreeValue::Symlink(_) | TreeValue::GitSubmodule(_) => {
-                        Slot::File(FileId::new(Vec::new()))
-                    }
+        let entries = backend
+            .tree_entries(id)?
+            .into_iter()
+            .map(|(name, entry)| {
+                let slot = match entry {
+                    PlainEntry::Tree(id) => Slot::Stored(TreeId::new(id)),
+                    PlainEntry::File(id) => Slot::File(FileId::new(id)),
                 };
-                (entry.name().as_internal_str().to_owned(), slot)
+                (name, slot)
             })
             .collect();
         Ok(Self { entries })
@@ -96,10 +97,16 @@ impl Dir {
         let name = &components[0];
         if self.is_sharded() {
             let shard = shard_of(name, level);
+            if value.is_none() && !self.entries.contains_key(&shard) {
+                return Ok(());
+            }
             let child = self.child(backend, &shard)?;
             child.apply_at_level(backend, components, value, level + 1)?;
             if child.entries.is_empty() {
                 self.entries.remove(&shard);
+            }
+            if value.is_none() {
+                self.merge_if_small(backend)?;
             }
             return Ok(());
         }
@@ -146,29 +153,69 @@ impl Dir {
         }
     }
 
+    /// Merges a sharded node back into a flat one when its shards hold no more than
+    /// [`SHARD_THRESHOLD`] entries together. A sharded shard holds more than that by itself, so
+    /// only nodes whose shards are all flat are counted, and counting stops past the threshold.
+    fn merge_if_small(&mut self, backend: &RedbBackend) -> BackendResult<()> {
+        if !self.is_sharded() {
+            return Ok(());
+        }
+        let mut total = 0;
+        for slot in self.entries.values() {
+            let (count, sharded) = match slot {
+                Slot::Loaded(dir) => (dir.entries.len(), dir.is_sharded()),
+                Slot::Stored(id) => {
+                    let entries = backend.tree_entries(id)?;
+                    let sharded = entries.first().is_some_and(|(name, _)| is_shard(name));
+                    (entries.len(), sharded)
+                }
+                Slot::File(_) => (1, false),
+            };
+            total += count;
+            if sharded || total > SHARD_THRESHOLD {
+                return Ok(());
+            }
+        }
+        for (shard, slot) in std::mem::take(&mut self.entries) {
+            let dir = match slot {
+                Slot::Loaded(dir) => dir,
+                Slot::Stored(id) => Dir::load(backend, &id)?,
+                Slot::File(id) => {
+                    // Not a shard layout after all: keep the entry as it is.
+                    self.entries.insert(shard, Slot::File(id));
+                    continue;
+                }
+            };
+            self.entries.extend(dir.entries);
+        }
+        Ok(())
+    }
+
     /// Writes this directory and every loaded one below it; `None` if empty.
     fn write(self, backend: &RedbBackend) -> Option<TreeId> {
-        let mut entries = Vec::with_capacity(self.entries.len());
+        let mut entries: Vec<(String, Slot)> = Vec::with_capacity(self.entries.len());
         for (name, slot) in self.entries {
-            let value = match slot {
-                Slot::File(id) => TreeValue::File {
-                    id,
-                    executable: false,
-                    copy_id: CopyId::placeholder(),
-                },
-                Slot::Stored(id) => TreeValue::Tree(id),
+            let slot = match slot {
                 Slot::Loaded(dir) => match dir.write(backend) {
-                    Some(id) => TreeValue::Tree(id),
+                    Some(id) => Slot::Stored(id),
                     None => continue,
                 },
+                stored_or_file => stored_or_file,
             };
-            let name = RepoPathComponentBuf::new(name).expect("components are valid by path.rs");
-            entries.push((name, value));
+            entries.push((name, slot));
         }
         if entries.is_empty() {
             return None;
         }
-        Some(backend.put_tree_owned(Tree::from_sorted_entries(entries)))
+        let bytes = encode_tree(entries.iter().map(|(name, slot)| {
+            let value = match slot {
+                Slot::File(id) => TreeEntryRef::File(id.as_bytes()),
+                Slot::Stored(id) => TreeEntryRef::Tree(id.as_bytes()),
+                Slot::Loaded(_) => unreachable!("written above"),
+            };
+            (name.as_str(), value)
+        }));
+        Some(backend.put_tree_bytes(bytes))
     }
 }
 
@@ -288,4 +335,99 @@ pub(crate) fn subtree(
         }
     }
     Ok(Some(current))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn file(backend: &RedbBackend, value: u8) -> FileId {
+        backend.put_file(&[value])
+    }
+
+    /// The tree of `state` built from nothing, in key order.
+    fn tree_of(backend: &RedbBackend, state: &BTreeMap<Vec<u8>, u8>) -> TreeId {
+        let mut edit = TreeEdit::new(backend, backend.empty_tree()).expect("edit");
+        for (key, value) in state {
+            edit.set(key, Some(&file(backend, *value))).expect("set");
+        }
+        edit.write()
+    }
+
+    /// Entries (files and non-shard directories) under `id` through its shards; asserts that
+    /// sharded nodes hold more than the threshold and flat ones no more.
+    fn check_layout(backend: &RedbBackend, id: &TreeId) -> usize {
+        let entries = backend.tree_entries(id).expect("entries");
+        let sharded = entries.first().is_some_and(|(name, _)| is_shard(name));
+        let mut logical = 0;
+        for (name, entry) in &entries {
+            assert_eq!(is_shard(name), sharded, "shards and names never mix");
+            match entry {
+                PlainEntry::Tree(child) if sharded => {
+                    logical += check_layout(backend, &TreeId::new(child.clone()));
+                }
+                PlainEntry::Tree(child) => {
+                    check_layout(backend, &TreeId::new(child.clone()));
+                    logical += 1;
+                }
+                PlainEntry::File(_) => logical += 1,
+            }
+        }
+        if sharded {
+            assert!(logical > SHARD_THRESHOLD, "a sharded node holds {logical}");
+        } else {
+            assert!(
+                entries.len() <= SHARD_THRESHOLD,
+                "a flat node holds {}",
+                entries.len()
+            );
+        }
+        logical
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 32, .. ProptestConfig::default() })]
+
+        /// However a state was reached (splits, merges, deletes emptying directories), its tree
+        /// is the one built from scratch: the layout depends on the state alone.
+        #[test]
+        fn the_tree_is_a_function_of_the_state(
+            fill in proptest::collection::vec((0u8..4, 0u16..400, any::<u8>()), 1..500),
+            drain in proptest::collection::vec(0u16..400, 0..400),
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let backend = RedbBackend::open_standalone(&dir.path().join("t.redb")).expect("open");
+            let mut state = BTreeMap::new();
+            let mut tree = backend.empty_tree().clone();
+            // Mostly puts (directories grow past the threshold and split), then deletes only
+            // (they shrink back and merge).
+            let ops = fill
+                .into_iter()
+                .chain(drain.into_iter().map(|n| (3, n, 0)));
+            for (op, n, value) in ops {
+                // Mostly one large directory; some keys nested one level below it.
+                let key = if n % 7 == 0 {
+                    format!("/big/sub{}/k{n}", n % 5)
+                } else {
+                    format!("/big/k{}", n % 120)
+                }
+                .into_bytes();
+                let mut edit = TreeEdit::new(&backend, &tree).expect("edit");
+                if op < 3 {
+                    edit.set(&key, Some(&file(&backend, value))).expect("set");
+                    state.insert(key, value);
+                } else {
+                    edit.set(&key, None).expect("delete");
+                    state.remove(&key);
+                }
+                tree = edit.write();
+            }
+            check_layout(&backend, &tree);
+            prop_assert_eq!(tree, tree_of(&backend, &state));
+        }
+    }
 }

@@ -981,6 +981,8 @@ async fn membership_changes_under_load() {
 const SNAPSHOT_KEYS: usize = 600;
 /// Writes while the member is down (one per key).
 const SNAPSHOT_WRITES: usize = 600;
+/// Writes after the compaction: more than a snapshot interval.
+const SNAPSHOT_AFTER_COMPACTION: usize = 100;
 /// A snapshot every 64 entries, and only 100 entries kept behind it for lagging followers
 /// (etcd's catch-up entries, 5000 by default): the entries the stopped member needs are purged
 /// long before it returns, so only a snapshot can bring it back.
@@ -1034,6 +1036,36 @@ async fn snapshot_catch_up(seed: u64) {
     }
     println!("wrote {SNAPSHOT_WRITES} entries in {:?}", started.elapsed());
 
+    for i in running.iter().copied() {
+        ledger::check_acked_on(&ledger, &format!("m{i}"), &cluster.running(i)).await;
+    }
+
+    // Compact (physically) most of what the lagging member missed, then write enough for the
+    // leader to snapshot again: the snapshot it gets lacks the revisions its history needs, so
+    // its history starts from the state at the compact revision, with the commit its peers
+    // recorded there (the store's history anchor).
+    let compact_at = cluster.revision(leader) - 5;
+    cluster
+        .running(leader)
+        .compact(compact_at, true)
+        .await
+        .unwrap_or_else(|err| panic!("compact at {compact_at}: {err:?}"));
+    for n in 0..SNAPSHOT_AFTER_COMPACTION {
+        let write = ledger
+            .put(
+                &cluster.running(leader),
+                0,
+                leader,
+                &format!("t/{n:03}"),
+                "after",
+            )
+            .await;
+        if let Err(err) = write.outcome {
+            panic!("write t/{n:03} after the compaction: {err:?}");
+        }
+    }
+    println!("compacted at {compact_at}, wrote {SNAPSHOT_AFTER_COMPACTION} more");
+
     // The transfer itself runs over a lossy network: lost chunks and answers fail it, and raft
     // sends it again.
     cluster.net.set_faults(Faults {
@@ -1061,10 +1093,33 @@ async fn snapshot_catch_up(seed: u64) {
     let last = cluster.converge(Duration::from_secs(20)).await;
     assert_eq!(
         last - first,
-        SNAPSHOT_WRITES as i64,
+        (SNAPSHOT_WRITES + SNAPSHOT_AFTER_COMPACTION) as i64,
         "one revision per write"
     );
     cluster.check_hash(last).await;
+    // Its history was imported at the compact revision, and still agrees with its peers'.
+    let history = cluster.running(lagging).history().expect("history is on");
+    let imported = tokio::task::spawn_blocking(move || {
+        history.log(&cairn_engine::history::LogQuery {
+            limit: 1_000_000,
+            changes_limit: 1,
+            ..Default::default()
+        })
+    })
+    .await
+    .expect("log task")
+    .expect("history log")
+    .into_iter()
+    .filter(|entry| entry.log_index == 0)
+    .map(|entry| entry.revision)
+    .collect::<Vec<_>>();
+    assert_eq!(
+        imported,
+        vec![compact_at],
+        "m{lagging}'s history should start from the state at the compact revision"
+    );
+    cluster.check_commit_ids(last).await;
+    cluster.check_commit_ids(compact_at).await;
     for i in all.iter().copied() {
         ledger::check_acked_on(&ledger, &format!("m{i}"), &cluster.running(i)).await;
     }

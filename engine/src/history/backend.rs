@@ -324,13 +324,12 @@ impl RedbBackend {
         if id == &self.empty_tree_id {
             return Ok(Vec::new());
         }
-        let bytes = match self.buffer.cached_tree_bytes(id) {
-            Some(bytes) => bytes,
-            None => {
-                let bytes: Arc<[u8]> = Arc::from(self.read_required(Kind::Tree, id)?);
-                self.buffer.cache_tree_bytes(id.clone(), Arc::clone(&bytes));
-                bytes
-            }
+        let bytes = if let Some(bytes) = self.buffer.cached_tree_bytes(id) {
+            bytes
+        } else {
+            let bytes: Arc<[u8]> = Arc::from(self.read_required(Kind::Tree, id)?);
+            self.buffer.cache_tree_bytes(id.clone(), Arc::clone(&bytes));
+            bytes
         };
         if let Some(entries) = decode_plain_tree(&bytes) {
             return Ok(entries);
@@ -365,6 +364,12 @@ impl RedbBackend {
     /// Writes a commit (synchronously), returning its id.
     pub(crate) fn put_commit(&self, commit: &Commit) -> CommitId {
         CommitId::new(self.write_object(Kind::Commit, commit_to_proto(commit).encode_to_vec()))
+    }
+
+    /// Writes a commit received already encoded (a history anchor), returning its id: the
+    /// same id its writer computed, as ids are hashes of these bytes.
+    pub(crate) fn put_commit_bytes(&self, bytes: Vec<u8>) -> CommitId {
+        CommitId::new(self.write_object(Kind::Commit, bytes))
     }
 
     /// Reads a commit.
@@ -616,6 +621,11 @@ fn signature_from_proto(signature: proto::commit::Signature) -> Signature {
             tz_offset: timestamp.tz_offset,
         },
     }
+}
+
+/// Decodes an encoded commit; `None` if the bytes are not one.
+pub(crate) fn decode_commit(bytes: &[u8]) -> Option<Commit> {
+    proto::Commit::decode(bytes).ok().map(commit_from_proto)
 }
 
 fn commit_from_proto(commit: proto::Commit) -> Commit {

@@ -106,6 +106,18 @@ impl Recording {
         &self.history
     }
 
+    /// History's commit at `revision`, as the store keeps it before a compaction removes what
+    /// lies below (see `MvccStore::set_history_anchor`); `None` if history does not hold it.
+    pub(crate) fn anchor(
+        &self,
+        revision: i64,
+    ) -> HistoryResult<Option<crate::mvcc::HistoryAnchor>> {
+        Ok(self
+            .history
+            .commit_object(revision)?
+            .map(|commit| crate::mvcc::HistoryAnchor { revision, commit }))
+    }
+
     /// A batch was applied; `revision` is the store's revision after it.
     pub(crate) fn batch_applied(&self, revision: i64) {
         self.feed.batch_applied(revision);

@@ -112,9 +112,22 @@ impl History {
         })
     }
 
+    /// The encoded jj commit recorded for `revision`, if history holds it: what the store keeps
+    /// as its history anchor.
+    pub(crate) fn commit_object(&self, revision: i64) -> HistoryResult<Option<Vec<u8>>> {
+        let view = self.view()?;
+        let Some(record) = revision_record(&view, revision)? else {
+            return Ok(None);
+        };
+        Ok(self
+            .inner
+            .db
+            .backend
+            .read_object(super::backend::Kind::Commit, &record.commit_id)?)
+    }
+
     pub fn status(&self) -> HistoryResult<HistoryStatus> {
         let head = self.inner.db.head()?;
-        // Revision 1 is the empty store: nothing to record, so history is at least there.
         // Revision 1 is the empty store: there is nothing to record, so history is there.
         let head_revision = self
             .inner

@@ -406,6 +406,101 @@ fn rebuild_reproduces_the_commit_ids() {
     assert_eq!(status.head_commit_id, after[0]);
 }
 
+/// Compacts the fixture's store at `revision` and runs the physical removal to the end.
+fn compact_physically(fixture: &mut Fixture, revision: i64) {
+    fixture.time += 1000;
+    let proposal = Proposal {
+        command: Command::Compact { revision },
+        time_unix_ms: fixture.time,
+        origin: Origin::default(),
+    };
+    fixture
+        .store
+        .apply(
+            &[ApplyInput {
+                proposal: Some(&proposal),
+                log_term: 3,
+                log_index: fixture.time / 1000,
+            }],
+            b"raft",
+            false,
+        )
+        .expect("compact");
+    while fixture.store.compact_step(7).expect("compact step") {}
+    assert_eq!(fixture.store.replay_floor().expect("floor"), revision);
+}
+
+fn commit_ids(history: &History) -> BTreeMap<i64, String> {
+    history
+        .log(&LogQuery {
+            limit: 1000,
+            ..LogQuery::default()
+        })
+        .expect("log")
+        .into_iter()
+        .map(|entry| (entry.revision, entry.commit_id))
+        .collect()
+}
+
+/// A member whose history must start at a compact revision (a snapshot of a compacted store,
+/// a rebuild after compaction) starts from the state there; with the store's anchor, it records
+/// the very commits its peers did, and without one, its own import commit.
+#[test]
+fn history_starts_at_the_replay_floor_with_the_peers_commit() {
+    let mut fixture = Fixture::new();
+    for i in 0..40u32 {
+        fixture.put(format!("/c/{}", i % 6).as_bytes(), &i.to_be_bytes());
+        if i % 9 == 8 {
+            fixture.delete(format!("/c/{}", i % 6).as_bytes(), b"");
+        }
+    }
+    let peer_dir = tempfile::tempdir().expect("tempdir");
+    let peer = fixture.record(peer_dir.path());
+    let floor = fixture.store.current_revision() - 10;
+    compact_physically(&mut fixture, floor);
+
+    // Without an anchor: an import commit of its own at the floor, correct state from there.
+    let alone_dir = tempfile::tempdir().expect("tempdir");
+    let alone = fixture.record(alone_dir.path());
+    let alone_ids = commit_ids(&alone);
+    assert_eq!(alone_ids.keys().next(), Some(&floor));
+    assert_ne!(alone_ids[&floor], commit_ids(&peer)[&floor]);
+    for revision in floor..=fixture.store.current_revision() {
+        for (key, value) in &fixture.states[&revision] {
+            let got = alone
+                .get(key, At::Revision(revision))
+                .expect("get")
+                .map(|version| version.value);
+            assert_eq!(got.as_deref(), Some(value.as_slice()), "{revision}");
+        }
+    }
+
+    // With the anchor the peer's history keeps: the same commits from the floor on, and on
+    // after further writes.
+    let anchor = peer.commit_object(floor).expect("read").expect("recorded");
+    fixture
+        .store
+        .set_history_anchor(&crate::mvcc::HistoryAnchor {
+            revision: floor,
+            commit: anchor,
+        })
+        .expect("anchor");
+    let anchored_dir = tempfile::tempdir().expect("tempdir");
+    let anchored = fixture.record(anchored_dir.path());
+    let peer_ids = commit_ids(&peer);
+    let anchored_ids = commit_ids(&anchored);
+    assert_eq!(anchored_ids.keys().next(), Some(&floor));
+    for (revision, id) in &anchored_ids {
+        assert_eq!(Some(id), peer_ids.get(revision), "revision {revision}");
+    }
+    drop((peer, anchored));
+    fixture.put(b"/c/new", b"after");
+    let peer = fixture.record(peer_dir.path());
+    let anchored = fixture.record(anchored_dir.path());
+    let head = fixture.store.current_revision();
+    assert_eq!(commit_ids(&peer)[&head], commit_ids(&anchored)[&head]);
+}
+
 #[test]
 fn retention_trims_old_revisions_and_keeps_the_rest_whole() {
     let mut fixture = Fixture::new();

@@ -35,7 +35,7 @@ use super::index::{self, Head, OperationRecord, RevisionRecord};
 use super::model::{ChangeKind, Origin};
 use super::retention::{self, Retention};
 use super::tree::TreeEdit;
-use crate::mvcc::{MvccStore, RecordedChange, RecordedRevision, RevisionMeta};
+use crate::mvcc::{HistoryAnchor, MvccStore, RecordedChange, RecordedRevision, RevisionMeta};
 use crate::request::RangeRequest;
 
 /// Changes read from the store per write transaction.
@@ -175,6 +175,13 @@ impl Recorder {
         marks: &mut VecDeque<i64>,
         force_durable: bool,
     ) -> HistoryResult<usize> {
+        // Below the floor a compaction's removal may have taken rows: start from the state at
+        // the floor instead (a snapshot from a compacted leader, a rebuild after compaction).
+        let floor = store.replay_floor().map_err(HistoryError::storage)?;
+        if self.head.revision < floor {
+            self.import_state(store, floor)?;
+            return Ok(1);
+        }
         let revisions = store
             .recorded_revisions(self.head.revision + 1, CHANGES_PER_TRANSACTION)
             .map_err(HistoryError::storage)?;
@@ -190,16 +197,19 @@ impl Recorder {
             self.import_state(store, first.revision - 1)?;
             return Ok(1);
         }
-        self.record(&revisions, marks, force_durable)?;
+        self.record(&revisions, marks, force_durable, None)?;
         Ok(revisions.len())
     }
 
-    /// Records `revisions` (consecutive, starting at head + 1) in one write transaction.
+    /// Records `revisions` (consecutive, starting at head + 1, unless one imported state) in
+    /// one write transaction. `anchor` is the commit its peers recorded for the one revision
+    /// imported, used as it is when its tree is the one built here.
     fn record(
         &mut self,
         revisions: &[RecordedRevision],
         marks: &mut VecDeque<i64>,
         force_durable: bool,
+        anchor: Option<&HistoryAnchor>,
     ) -> HistoryResult<()> {
         let backend = Arc::clone(&self.db.backend);
         let mut head = self.head.clone();
@@ -231,9 +241,18 @@ impl Recorder {
                 key_log_rows.push((index::key_log_key(&change.key, revision.revision), log_row));
             }
             let tree = edit.write();
-            let time = revision.meta.time_unix_ms.max(head.time_unix_ms);
-            let commit = revision_commit(revision, &parent, &tree, time);
-            let commit_id = backend.put_commit(&commit);
+            let anchored = anchor.and_then(|anchor| anchored_commit(anchor, revision, &tree));
+            let (parent, time, commit_id) = if let Some((parent, time, bytes)) = anchored {
+                (parent, time, backend.put_commit_bytes(bytes))
+            } else {
+                let time = revision.meta.time_unix_ms.max(head.time_unix_ms);
+                let commit = revision_commit(revision, &parent, &tree, time);
+                (parent, time, backend.put_commit(&commit))
+            };
+            if head.revision + 1 < revision.revision && head.revision > 0 {
+                // Imported past a gap: what came before is no longer this history's.
+                head.oldest_revision = revision.revision;
+            }
             records.push((
                 revision.revision,
                 RevisionRecord {
@@ -430,7 +449,16 @@ impl Recorder {
             meta: RevisionMeta::default(),
             changes,
         };
-        self.record(std::slice::from_ref(&imported), &mut VecDeque::new(), true)
+        let anchor = store
+            .history_anchor()
+            .map_err(HistoryError::storage)?
+            .filter(|anchor| anchor.revision == revision);
+        self.record(
+            std::slice::from_ref(&imported),
+            &mut VecDeque::new(),
+            true,
+            anchor.as_ref(),
+        )
     }
 
     fn keys_at_head(&self) -> HistoryResult<Vec<Vec<u8>>> {
@@ -547,6 +575,31 @@ pub(crate) fn run(
             return;
         }
     }
+}
+
+/// The anchor's (parent, time, encoded commit) if it is the commit of `revision` with `tree`;
+/// `None` (and a warning) if it is not, which leaves the import to make its own commit.
+fn anchored_commit(
+    anchor: &HistoryAnchor,
+    revision: &RecordedRevision,
+    tree: &TreeId,
+) -> Option<(CommitId, u64, Vec<u8>)> {
+    let commit = super::backend::decode_commit(&anchor.commit);
+    let usable = commit.as_ref().filter(|commit| {
+        anchor.revision == revision.revision
+            && commit.change_id == change_id(revision.revision)
+            && commit.root_tree.as_resolved() == Some(tree)
+            && commit.parents.len() == 1
+    });
+    let Some(commit) = usable else {
+        tracing::warn!(
+            revision = revision.revision,
+            "the store's history anchor does not match the state: recording an import commit"
+        );
+        return None;
+    };
+    let time = u64::try_from(commit.committer.timestamp.timestamp.0).ok()?;
+    Some((commit.parents[0].clone(), time, anchor.commit.clone()))
 }
 
 /// The jj commit of one revision.

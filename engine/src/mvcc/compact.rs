@@ -74,6 +74,11 @@ pub(crate) fn step(tables: &mut WriteTables<'_>, budget: usize) -> MvccResult<bo
     let Some(revision) = pending(&tables.meta)? else {
         return Ok(false);
     };
+    // From this transaction on, revisions up to `revision` may miss rows.
+    tables.meta.insert(
+        tables::META_REPLAY_FLOOR,
+        codec::encode_i64(revision).as_slice(),
+    )?;
     let below = codec::encode_revision(RevisionId {
         main: revision,
         sub: 0,

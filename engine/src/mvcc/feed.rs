@@ -24,6 +24,45 @@ pub struct RevisionMeta {
     pub origin: Origin,
 }
 
+/// History's commit at a revision, kept in the store (see [`super::MvccStore::set_history_anchor`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryAnchor {
+    pub revision: i64,
+    /// The jj commit object, encoded as history stores it.
+    pub commit: Vec<u8>,
+}
+
+impl HistoryAnchor {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut bytes = codec::encode_i64(self.revision).to_vec();
+        bytes.extend_from_slice(&self.commit);
+        bytes
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Self> {
+        let (revision, commit) = bytes.split_at_checked(8)?;
+        Some(Self {
+            revision: codec::decode_i64(revision)?,
+            commit: commit.to_vec(),
+        })
+    }
+}
+
+/// The revision at and below which history cannot replay from the store (0: all of it can).
+pub(crate) fn replay_floor(tables: &ReadTables) -> MvccResult<i64> {
+    Ok(super::write::read_meta_i64(&tables.meta, super::tables::META_REPLAY_FLOOR)?.unwrap_or(0))
+}
+
+/// The history anchor the store holds, if any.
+pub(crate) fn history_anchor(tables: &ReadTables) -> MvccResult<Option<HistoryAnchor>> {
+    match tables.meta.get(super::tables::META_HISTORY_ANCHOR)? {
+        Some(row) => HistoryAnchor::decode(row.value())
+            .map(Some)
+            .ok_or_else(|| MvccError::corrupt("meta", "undecodable history anchor")),
+        None => Ok(None),
+    }
+}
+
 /// One change of a recorded revision: the key's new value, or `None` for a delete.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordedChange {

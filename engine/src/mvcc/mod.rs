@@ -42,7 +42,7 @@ use bytes::Bytes;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 
 pub use error::{MvccError, MvccResult};
-pub use feed::{RecordedChange, RecordedRevision, RevisionMeta};
+pub use feed::{HistoryAnchor, RecordedChange, RecordedRevision, RevisionMeta};
 pub use hash::HashKv;
 pub use snapshot::{SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC, SnapshotInfo};
 
@@ -299,6 +299,33 @@ impl MvccStore {
         max_changes: usize,
     ) -> MvccResult<Vec<RecordedRevision>> {
         self.read(|tables, _| feed::read_recorded(tables, from, max_changes))?
+    }
+
+    /// The revision at and below which the physical removal of a compaction may have taken
+    /// rows, so that history can replay only the revisions above it (0: every revision).
+    pub fn replay_floor(&self) -> MvccResult<i64> {
+        self.read(|tables, _| feed::replay_floor(tables))?
+    }
+
+    /// History's commit at a revision, for a member whose history must start there.
+    pub fn history_anchor(&self) -> MvccResult<Option<HistoryAnchor>> {
+        self.read(|tables, _| feed::history_anchor(tables))?
+    }
+
+    /// Keeps `anchor` in the store (replacing any other): the node stores history's commit at
+    /// a compact revision before removing what lies below it, so every copy of the store
+    /// (snapshots sent to followers, restored backups) carries it. Not replicated: each member
+    /// writes its own, and members that record history write the same bytes.
+    pub fn set_history_anchor(&self, anchor: &HistoryAnchor) -> MvccResult<()> {
+        let db = self.db();
+        let mut txn = db.begin_write()?;
+        txn.set_durability(Durability::None)?;
+        {
+            let mut meta = txn.open_table(tables::META)?;
+            meta.insert(tables::META_HISTORY_ANCHOR, anchor.encode().as_slice())?;
+        }
+        txn.commit()?;
+        Ok(())
     }
 
     /// Every lease with its granted TTL, by id.

@@ -79,6 +79,12 @@ pub(crate) const META_COMPACT_REVISION: &[u8] = b"compact_revision";
 pub(crate) const META_RAFT_STATE: &[u8] = b"raft_state";
 pub(crate) const META_ALARMS: &[u8] = b"alarms";
 pub(crate) const META_COMPACT_PENDING: &[u8] = b"compact_pending";
+/// The newest compact revision whose physical removal has begun: revisions at and below it
+/// may have lost rows, so history cannot replay them (see `feed.rs`).
+pub(crate) const META_REPLAY_FLOOR: &[u8] = b"replay_floor";
+/// History's commit at the replay floor, so that a member whose history must start there (from
+/// a snapshot, or rebuilt) records the very commit its peers did: revision i64 BE | jj commit.
+pub(crate) const META_HISTORY_ANCHOR: &[u8] = b"history_anchor";
 
 /// All tables opened for reading in one read transaction.
 pub(crate) struct ReadTables {

@@ -189,6 +189,7 @@ pub(super) async fn compact_in_background(node: Node, wakeup: Arc<tokio::sync::N
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 waited += Duration::from_millis(100);
             }
+            keep_history_anchor(history, &store, target).await;
         }
         loop {
             let step_store = Arc::clone(&store);
@@ -211,6 +212,39 @@ pub(super) async fn compact_in_background(node: Node, wakeup: Arc<tokio::sync::N
             }
         }
         wakeup.notified().await;
+    }
+}
+
+/// Stores history's commit at the compact revision in the store before the removal begins, so
+/// that a member whose history has to start there (it installs a snapshot of this store, or
+/// rebuilds its history) records the same commit as its peers.
+async fn keep_history_anchor(
+    history: &Arc<crate::history::Recording>,
+    store: &Arc<MvccStore>,
+    target: i64,
+) {
+    if target <= 0 {
+        return;
+    }
+    let history = Arc::clone(history);
+    let store = Arc::clone(store);
+    let result = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        let current = store.history_anchor().map_err(|err| err.to_string())?;
+        if current.is_some_and(|anchor| anchor.revision == target) {
+            return Ok(());
+        }
+        match history.anchor(target).map_err(|err| err.to_string())? {
+            Some(anchor) => store
+                .set_history_anchor(&anchor)
+                .map_err(|err| err.to_string()),
+            None => Ok(()),
+        }
+    })
+    .await;
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::warn!(%err, target, "keeping the history anchor"),
+        Err(err) => tracing::error!(%err, "keeping the history anchor panicked"),
     }
 }
 

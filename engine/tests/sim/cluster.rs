@@ -403,9 +403,10 @@ impl Cluster {
         );
     }
 
-    /// Every running member that recorded its history by replaying the log (no snapshot made it
-    /// import a state) has the same jj commit id for `revision`: commit ids depend only on the
-    /// log. Waits (bounded) for each member's history to reach `revision`.
+    /// Every running member has the same jj commit id for `revision`: commit ids depend only on
+    /// the log, and a member whose history starts from a snapshot's state records its peers'
+    /// commit there (the store's history anchor). Waits (bounded) for each member's history to
+    /// reach `revision`.
     pub async fn check_commit_ids(&self, revision: i64) {
         let mut ids = Vec::new();
         for i in self.up() {
@@ -432,11 +433,6 @@ impl Cluster {
             .await
             .expect("log task")
             .unwrap_or_else(|e| panic!("member {i}: history log: {e}"));
-            // An imported state (log index 0) means this member's history started from a
-            // snapshot: its ids legitimately differ.
-            if log.iter().any(|entry| entry.log_index == 0) {
-                continue;
-            }
             let at = log.first().filter(|entry| entry.revision == revision);
             ids.push((i, at.map(|entry| entry.commit_id.clone())));
         }

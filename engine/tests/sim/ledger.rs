@@ -456,12 +456,17 @@ pub async fn history(node: &Node, first: i64, last: i64) -> Result<Vec<Change>, 
     Ok(changes)
 }
 
-/// Every acknowledged write is readable on `node` at its revision, with that mod revision; and
-/// every key `node` holds now has a value some client wrote to it.
+/// Every acknowledged write is readable on `node` at its revision, with that mod revision
+/// (those below its compact revision are not readable any more, and skipped); and every key
+/// `node` holds now has a value some client wrote to it.
 pub async fn check_acked_on(ledger: &Ledger, member: &str, node: &Node) {
     let writes = ledger.writes();
+    let compacted = node.metrics().compact_revision;
     for w in writes.iter().filter(|w| w.outcome.is_ok()) {
         let rev = w.outcome.clone().unwrap_or_default();
+        if rev < compacted {
+            continue;
+        }
         let request = RangeRequest {
             key: Bytes::from(w.key.clone()),
             revision: rev,

@@ -161,8 +161,9 @@ impl Recording {
 /// Rebuilds the history of a stopped server's data dir from its MVCC store: the old history
 /// database is set aside (`history.redb.old`, removed on success) and every revision the store
 /// still holds is recorded again. Replaying from revision 2 (a store never compacted) gives the
-/// same commit ids as before; after a compaction, the state at the oldest revision left becomes
-/// one commit and the rest follows. `progress(recorded head, store revision)` is called as it
+/// same commit ids as before; after a compaction, the state at the store's replay floor becomes
+/// one commit (the one recorded before, when the store holds its history anchor) and the rest
+/// follows. `progress(recorded head, store revision)` is called as it
 /// goes.
 pub fn rebuild(
     data_dir: &std::path::Path,

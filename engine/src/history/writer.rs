@@ -399,7 +399,9 @@ impl Recorder {
 
     /// Records the whole state at `revision` as one commit: used when the revisions before it
     /// are gone from the store (history enabled on a compacted store, a snapshot installed
-    /// past the head, or a rebuild after compaction).
+    /// past the head, or a rebuild after compaction). The commit is the store's history anchor
+    /// when that is the commit of this revision and state (so it is the one the peers recorded),
+    /// otherwise one of its own.
     fn import_state(&mut self, store: &MvccStore, revision: i64) -> HistoryResult<()> {
         tracing::warn!(
             head = self.head.revision,

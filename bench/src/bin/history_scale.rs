@@ -6,7 +6,8 @@
 //! ```
 //!
 //! For each size: grow the keyspace to that many keys under one prefix (transactions of 1000
-//! puts), record them, then apply `--revisions-per-size` single-key overwrites and time their
+//! puts), record them, then apply `--revisions-per-size` single-key overwrites (each with a value
+//! of its own) and time their
 //! recording alone (the per-revision commit cost at that size). At the end: bytes per revision,
 //! and the latency of the queries kvctl makes (log of one key, get at an old revision, a page
 //! of the prefix log).
@@ -87,6 +88,17 @@ impl Load {
     }
 }
 
+/// `base` with its last bytes replaced by `n`: every overwrite stores a value of its own, as
+/// real writes do (an identical value would leave most of the tree as it was).
+fn distinct(base: &Bytes, n: u64) -> Bytes {
+    let mut value = base.to_vec();
+    let tail = n.to_be_bytes();
+    let at = value.len().saturating_sub(tail.len());
+    let len = value.len() - at;
+    value[at..].copy_from_slice(&tail[tail.len() - len..]);
+    Bytes::from(value)
+}
+
 fn put(key: Bytes, value: &Bytes) -> PutRequest {
     PutRequest {
         key,
@@ -114,6 +126,7 @@ fn main() -> Result<()> {
     let value = Bytes::from(vec![b'v'; args.value_size]);
     let mut keys = 0u64;
     let mut single_revisions = 0u64;
+    let mut overwrites = 0u64;
     println!("size_keys\trecord_us_per_revision\trevisions_per_s\thistory_bytes");
     for &size in &args.sizes {
         // Grow the keyspace: transactions of 1000 puts.
@@ -144,7 +157,11 @@ fn main() -> Result<()> {
         while remaining > 0 {
             let n = remaining.min(APPLY_BATCH as u64);
             let commands = (0..n)
-                .map(|_| Command::Put(put(key(rng.random_range(0..keys)), &value)))
+                .map(|_| {
+                    overwrites += 1;
+                    let value = distinct(&value, overwrites);
+                    Command::Put(put(key(rng.random_range(0..keys)), &value))
+                })
                 .collect();
             load.apply(commands)?;
             remaining -= n;
@@ -164,7 +181,10 @@ fn main() -> Result<()> {
     while single_revisions < args.total_revisions {
         let n = (args.total_revisions - single_revisions).min(APPLY_BATCH as u64);
         let commands = (0..n)
-            .map(|_| Command::Put(put(key(rng.random_range(0..keys)), &value)))
+            .map(|n| {
+                let value = distinct(&value, single_revisions + n);
+                Command::Put(put(key(rng.random_range(0..keys)), &value))
+            })
             .collect();
         load.apply(commands)?;
         single_revisions += n;

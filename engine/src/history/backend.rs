@@ -1,15 +1,23 @@
 //! `RedbBackend`: jj-lib's commit [`Backend`] over redb, inside the data dir.
 //!
-//! Objects are content addressed (SHA-256 of their jj protobuf encoding, the same messages jj's
-//! own `SimpleBackend` stores) and live in one table keyed by kind + id. Writes go to an
-//! in-memory pending set that the history writer moves into its own redb write transaction
-//! (with the indexes and the operation of the same batch), so one applied batch is one commit
-//! of the database, never one file per object.
+//! Objects live in one table keyed by kind + id, encoded as jj's own `SimpleBackend` encodes
+//! them (its protobuf messages; files as raw bytes). Writes go to an in-memory pending set that
+//! the history writer moves into its own redb write transaction (with the indexes and the
+//! operation of the same batch), so one applied batch is one commit of the database, never one
+//! file per object.
 //!
 //! ```text
-//! objects   kind u8 | id (32 bytes)   →  written i64 | jj protobuf bytes (trees, commits,
-//!                                          operations, views) or raw bytes (files)
+//! objects   kind u8 | locator u64 BE | hash (24 bytes)  →  written i64 | object bytes
+//! id        hash (24 bytes) | locator u64 BE           (32 bytes, shown hash first)
 //! ```
+//!
+//! An id is the SHA-256 of the object's bytes, truncated to 24 bytes, followed by a *locator*:
+//! a revision that is a function of the object's content, so ids stay content addresses (the
+//! same state gives the same tree on every member, however it got there). For a file it is the
+//! revision that wrote the value (the key's mod revision), for a tree or a commit the newest
+//! locator among the ids it refers to, for an operation or a view the revision being recorded.
+//! The table key puts the locator first: what a revision writes sorts together at the end of
+//! the table, so recording appends to the B-tree instead of dirtying a random page per object.
 //!
 //! `written` is the newest revision whose batch (re)wrote the object: every write of an object,
 //! even one already stored, refreshes it. Retention relies on it (see `retention.rs`): whatever
@@ -43,6 +51,8 @@ use prost::Message;
 use redb::{Database, ReadableDatabase, TableDefinition, WriteTransaction};
 use sha2::{Digest, Sha256};
 
+use super::delta;
+
 pub(crate) const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
 
 /// Object kinds (the first byte of an `objects` key).
@@ -64,15 +74,40 @@ const TREE_CACHE_LIMIT: usize = 16 * 1024;
 /// that keyspace still find their trees here rather than in the database.
 const WRITER_TREE_CACHE_BYTES: usize = 64 << 20;
 
+/// Bytes of an id that are the content hash; the locator follows.
+const HASH_LEN: usize = ID_LEN - 8;
+
+/// The `objects` key of an object: kind, then the id's locator, then its hash.
 pub(crate) fn object_key(kind: Kind, id: &[u8]) -> Vec<u8> {
     let mut key = Vec::with_capacity(1 + id.len());
     key.push(kind as u8);
-    key.extend_from_slice(id);
+    if id.len() == ID_LEN {
+        key.extend_from_slice(&id[HASH_LEN..]);
+        key.extend_from_slice(&id[..HASH_LEN]);
+    } else {
+        key.extend_from_slice(id);
+    }
     key
 }
 
-pub(crate) fn content_id(bytes: &[u8]) -> Vec<u8> {
-    Sha256::digest(bytes).to_vec()
+/// The id of an object with these bytes and this locator (see the module docs).
+pub(crate) fn located_id(locator: u64, bytes: &[u8]) -> Vec<u8> {
+    let mut id = Vec::with_capacity(ID_LEN);
+    id.extend_from_slice(&Sha256::digest(bytes)[..HASH_LEN]);
+    id.extend_from_slice(&locator.to_be_bytes());
+    id
+}
+
+/// The locator of an id (0 for the root commit, the empty tree and ids of any other shape).
+pub(crate) fn locator_of(id: &[u8]) -> u64 {
+    id.get(HASH_LEN..)
+        .and_then(|tail| <[u8; 8]>::try_from(tail).ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
+/// The locator of a revision (revisions are positive; anything else sorts first).
+pub(crate) fn revision_locator(revision: i64) -> u64 {
+    u64::try_from(revision).unwrap_or(0)
 }
 
 /// An object's bytes and the revision that (last) wrote it.
@@ -95,24 +130,31 @@ pub(crate) struct ObjectBuffer {
 /// for the price of a hash map).
 #[derive(Default)]
 struct TreeBytesCache {
-    young: HashMap<TreeId, Arc<[u8]>>,
-    old: HashMap<TreeId, Arc<[u8]>>,
+    young: HashMap<TreeId, ResolvedTree>,
+    old: HashMap<TreeId, ResolvedTree>,
     young_bytes: usize,
 }
 
+/// A tree's full encoding, and the length of the delta chain it is stored as (0: whole).
+#[derive(Clone)]
+pub(crate) struct ResolvedTree {
+    pub bytes: Arc<[u8]>,
+    pub depth: u8,
+}
+
 impl TreeBytesCache {
-    fn get(&mut self, id: &TreeId) -> Option<Arc<[u8]>> {
-        if let Some(bytes) = self.young.get(id) {
-            return Some(Arc::clone(bytes));
+    fn get(&mut self, id: &TreeId) -> Option<ResolvedTree> {
+        if let Some(tree) = self.young.get(id) {
+            return Some(tree.clone());
         }
-        let bytes = self.old.remove(id)?;
-        self.insert(id.clone(), Arc::clone(&bytes));
-        Some(bytes)
+        let tree = self.old.remove(id)?;
+        self.insert(id.clone(), tree.clone());
+        Some(tree)
     }
 
-    fn insert(&mut self, id: TreeId, bytes: Arc<[u8]>) {
-        let size = bytes.len() + ID_LEN;
-        if self.young.insert(id, bytes).is_some() {
+    fn insert(&mut self, id: TreeId, tree: ResolvedTree) {
+        let size = tree.bytes.len() + ID_LEN;
+        if self.young.insert(id, tree).is_some() {
             return;
         }
         self.young_bytes += size;
@@ -172,18 +214,18 @@ impl ObjectBuffer {
             .clear();
     }
 
-    fn cached_tree_bytes(&self, id: &TreeId) -> Option<Arc<[u8]>> {
+    fn cached_tree_bytes(&self, id: &TreeId) -> Option<ResolvedTree> {
         self.tree_bytes
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(id)
     }
 
-    fn cache_tree_bytes(&self, id: TreeId, bytes: Arc<[u8]>) {
+    fn cache_tree_bytes(&self, id: TreeId, tree: ResolvedTree) {
         self.tree_bytes
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(id, bytes);
+            .insert(id, tree);
     }
 
     fn cached_tree(&self, id: &TreeId) -> Option<Arc<Tree>> {
@@ -222,8 +264,10 @@ impl RedbBackend {
     pub const NAME: &'static str = "cairn-redb";
 
     pub(crate) fn new(db: Arc<Database>) -> Self {
-        let empty_tree_id =
-            TreeId::new(content_id(&tree_to_proto(&Tree::default()).encode_to_vec()));
+        let empty_tree_id = TreeId::new(located_id(
+            0,
+            &tree_to_proto(&Tree::default()).encode_to_vec(),
+        ));
         Self {
             db,
             buffer: Arc::new(ObjectBuffer::default()),
@@ -282,10 +326,19 @@ impl RedbBackend {
             })
     }
 
-    fn write_object(&self, kind: Kind, bytes: Vec<u8>) -> Vec<u8> {
-        let id = content_id(&bytes);
+    pub(crate) fn write_object(&self, kind: Kind, locator: u64, bytes: Vec<u8>) -> Vec<u8> {
+        let id = located_id(locator, &bytes);
         self.buffer.put(object_key(kind, &id), bytes);
         id
+    }
+
+    /// The revision being recorded, as a locator.
+    pub(crate) fn writing_locator(&self) -> u64 {
+        revision_locator(
+            self.buffer
+                .writing
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     /// Reads a tree, through the decoded-tree cache.
@@ -296,7 +349,7 @@ impl RedbBackend {
         if let Some(tree) = self.buffer.cached_tree(id) {
             return Ok(tree);
         }
-        let bytes = self.read_required(Kind::Tree, id)?;
+        let bytes = self.resolve_tree(id)?.bytes;
         let tree = Arc::new(tree_from_proto(decode::<proto::Tree>(&bytes, id)?, id)?);
         self.buffer.cache_tree(id.clone(), Arc::clone(&tree));
         Ok(tree)
@@ -304,18 +357,92 @@ impl RedbBackend {
 
     /// Writes a tree (synchronously).
     pub(crate) fn put_tree(&self, tree: &Tree) -> TreeId {
-        TreeId::new(self.write_object(Kind::Tree, encode_jj_tree(tree)))
+        let locator = tree
+            .entries()
+            .map(|entry| match entry.value() {
+                TreeValue::File { id, .. } => locator_of(id.as_bytes()),
+                TreeValue::Tree(id) => locator_of(id.as_bytes()),
+                TreeValue::Symlink(id) => locator_of(id.as_bytes()),
+                TreeValue::GitSubmodule(id) => locator_of(id.as_bytes()),
+            })
+            .max()
+            .unwrap_or(0);
+        TreeId::new(self.write_object(Kind::Tree, locator, encode_jj_tree(tree)))
     }
 
-    /// Writes a tree encoded by [`encode_tree`] (the writer's hot path), keeping its bytes for
-    /// the next revisions, which start from it.
-    pub(crate) fn put_tree_bytes(&self, bytes: Vec<u8>) -> TreeId {
-        let id = TreeId::new(content_id(&bytes));
+    /// Writes the tree `id` encoded by [`encode_tree`] as `bytes` (the writer's hot path; `id`
+    /// is [`located_id`] of them), keeping its bytes for the next revisions, which start from
+    /// it. `delta`, when given, is how it is stored instead of whole (with its depth; see
+    /// `delta.rs`).
+    pub(crate) fn put_tree_bytes(&self, id: &TreeId, bytes: Vec<u8>, delta: Option<(Vec<u8>, u8)>) {
+        let (stored, depth) = match delta {
+            Some((delta, depth)) => (delta, depth),
+            None => (bytes.clone(), 0),
+        };
+        self.buffer.cache_tree_bytes(
+            id.clone(),
+            ResolvedTree {
+                bytes: Arc::from(bytes),
+                depth,
+            },
+        );
         self.buffer
-            .cache_tree_bytes(id.clone(), Arc::from(bytes.as_slice()));
-        self.buffer
-            .put(object_key(Kind::Tree, id.as_bytes()), bytes);
-        id
+            .put(object_key(Kind::Tree, id.as_bytes()), stored);
+    }
+
+    /// A tree's full encoding and how deep a delta chain stores it: from the writer's cache,
+    /// or read and resolved (deltas applied to their bases, `delta.rs`).
+    pub(crate) fn resolve_tree(&self, id: &TreeId) -> BackendResult<ResolvedTree> {
+        self.resolve_tree_within(id, delta::MAX_DEPTH)
+    }
+
+    /// [`Self::resolve_tree`] of a tree whose chain may be at most `depth` long (each step of a
+    /// chain is shorter, so even a corrupt chain ends).
+    fn resolve_tree_within(&self, id: &TreeId, depth: u8) -> BackendResult<ResolvedTree> {
+        if id == &self.empty_tree_id {
+            return Ok(ResolvedTree {
+                bytes: Arc::from(Vec::new()),
+                depth: 0,
+            });
+        }
+        if let Some(tree) = self.buffer.cached_tree_bytes(id) {
+            return Ok(tree);
+        }
+        let stored = self.read_required(Kind::Tree, id)?;
+        let tree = if delta::is_delta(&stored) {
+            let corrupt = |what: &str| BackendError::ReadObject {
+                object_type: "tree".to_owned(),
+                hash: id.hex(),
+                source: what.to_owned().into(),
+            };
+            let delta = delta::decode(&stored).ok_or_else(|| corrupt("undecodable delta"))?;
+            if delta.depth == 0 || delta.depth > depth {
+                return Err(corrupt("delta chain does not shorten"));
+            }
+            let base =
+                self.resolve_tree_within(&TreeId::from_bytes(delta.base), delta.depth - 1)?;
+            let entries = decode_plain_tree(&base.bytes)
+                .ok_or_else(|| corrupt("delta over a tree it cannot edit"))?;
+            let entries = delta::apply(entries, &delta.edits);
+            let bytes = encode_tree(entries.iter().map(|(name, entry)| {
+                let value = match entry {
+                    PlainEntry::File(id) => TreeEntryRef::File(id),
+                    PlainEntry::Tree(id) => TreeEntryRef::Tree(id),
+                };
+                (name.as_str(), value)
+            }));
+            ResolvedTree {
+                bytes: Arc::from(bytes),
+                depth: delta.depth,
+            }
+        } else {
+            ResolvedTree {
+                bytes: Arc::from(stored),
+                depth: 0,
+            }
+        };
+        self.buffer.cache_tree_bytes(id.clone(), tree.clone());
+        Ok(tree)
     }
 
     /// The entries of a tree, for editing: through the writer's cache of encoded trees and
@@ -324,13 +451,7 @@ impl RedbBackend {
         if id == &self.empty_tree_id {
             return Ok(Vec::new());
         }
-        let bytes = if let Some(bytes) = self.buffer.cached_tree_bytes(id) {
-            bytes
-        } else {
-            let bytes: Arc<[u8]> = Arc::from(self.read_required(Kind::Tree, id)?);
-            self.buffer.cache_tree_bytes(id.clone(), Arc::clone(&bytes));
-            bytes
-        };
+        let bytes = self.resolve_tree(id)?.bytes;
         if let Some(entries) = decode_plain_tree(&bytes) {
             return Ok(entries);
         }
@@ -351,9 +472,10 @@ impl RedbBackend {
             .collect())
     }
 
-    /// Writes a file's content (synchronously: the writer's hot path).
-    pub(crate) fn put_file(&self, content: &[u8]) -> FileId {
-        FileId::new(self.write_object(Kind::File, content.to_vec()))
+    /// Writes a file's content (synchronously: the writer's hot path); `mod_revision` is the
+    /// revision that wrote the value.
+    pub(crate) fn put_file(&self, content: &[u8], mod_revision: i64) -> FileId {
+        FileId::new(self.write_object(Kind::File, revision_locator(mod_revision), content.to_vec()))
     }
 
     /// Reads a file's content.
@@ -363,13 +485,17 @@ impl RedbBackend {
 
     /// Writes a commit (synchronously), returning its id.
     pub(crate) fn put_commit(&self, commit: &Commit) -> CommitId {
-        CommitId::new(self.write_object(Kind::Commit, commit_to_proto(commit).encode_to_vec()))
+        CommitId::new(self.write_object(
+            Kind::Commit,
+            commit_locator(commit),
+            commit_to_proto(commit).encode_to_vec(),
+        ))
     }
 
-    /// Writes a commit received already encoded (a history anchor), returning its id: the
-    /// same id its writer computed, as ids are hashes of these bytes.
-    pub(crate) fn put_commit_bytes(&self, bytes: Vec<u8>) -> CommitId {
-        CommitId::new(self.write_object(Kind::Commit, bytes))
+    /// Writes `commit`, received already encoded as `bytes` (a history anchor), returning its
+    /// id: the same id its writer computed, as ids are functions of the content.
+    pub(crate) fn put_commit_bytes(&self, commit: &Commit, bytes: Vec<u8>) -> CommitId {
+        CommitId::new(self.write_object(Kind::Commit, commit_locator(commit), bytes))
     }
 
     /// Reads a commit.
@@ -391,6 +517,17 @@ impl RedbBackend {
     pub(crate) fn root_commit(&self) -> &CommitId {
         &self.root_commit_id
     }
+}
+
+/// A commit's locator: the newest among its parents' and its tree's.
+fn commit_locator(commit: &Commit) -> u64 {
+    commit
+        .parents
+        .iter()
+        .map(|id| locator_of(id.as_bytes()))
+        .chain(commit.root_tree.iter().map(|id| locator_of(id.as_bytes())))
+        .max()
+        .unwrap_or(0)
 }
 
 fn decode<M: Message + Default>(bytes: &[u8], id: &impl ObjectId) -> BackendResult<M> {
@@ -456,7 +593,12 @@ impl Backend for RedbBackend {
                 object_type: "file",
                 source: Box::new(err),
             })?;
-        Ok(self.put_file(&bytes))
+        Ok(self.put_file(
+            &bytes,
+            self.buffer
+                .writing
+                .load(std::sync::atomic::Ordering::Relaxed),
+        ))
     }
 
     async fn read_symlink(&self, _path: &RepoPath, _id: &SymlinkId) -> BackendResult<String> {

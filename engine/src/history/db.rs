@@ -25,9 +25,24 @@ pub fn history_path(data_dir: &Path) -> PathBuf {
 }
 
 impl HistoryDb {
-    /// Opens (creating if missing) the database at `path`, with every table present.
+    /// Opens (creating if missing) the database at `path`, with every table present. A
+    /// database of an older format is set aside (renamed `*.format1`, never deleted) and a new
+    /// one started: history is derived, and the history thread records it again from the
+    /// store.
     pub(crate) fn open(path: &Path) -> HistoryResult<Self> {
         let db = Database::create(path)?;
+        if !has_current_format(&db)? {
+            drop(db);
+            let aside = path.with_extension("redb.format1");
+            tracing::warn!(
+                path = %path.display(),
+                aside = %aside.display(),
+                "the history database has an older format: setting it aside and recording \
+                 history again from the store"
+            );
+            std::fs::rename(path, &aside)?;
+            return Self::open(path);
+        }
         let txn = db.begin_write()?;
         for table in [
             index::REVISIONS,
@@ -39,6 +54,8 @@ impl HistoryDb {
             txn.open_table(table)?;
         }
         txn.open_table(OBJECTS)?;
+        txn.open_table(index::META)?
+            .insert(index::META_FORMAT, index::FORMAT)?;
         txn.commit()?;
         Ok(Self::wrap(db, path))
     }
@@ -58,6 +75,13 @@ impl HistoryDb {
             )),
             other => HistoryError::storage(other),
         })?;
+        if !has_current_format(&db)? {
+            return Err(HistoryError::Storage(format!(
+                "{} has an older format: start the server (it records history again) or run \
+                 `cairn history rebuild`",
+                path.display()
+            )));
+        }
         Ok(Self::wrap(db, path))
     }
 
@@ -83,6 +107,20 @@ impl HistoryDb {
     pub(crate) fn size(&self) -> u64 {
         std::fs::metadata(&self.path).map_or(0, |meta| meta.len())
     }
+}
+
+/// Whether `db` is new (nothing recorded) or of the current format.
+fn has_current_format(db: &Database) -> HistoryResult<bool> {
+    let txn = db.begin_read()?;
+    let meta = match txn.open_table(index::META) {
+        Ok(meta) => meta,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(true),
+        Err(err) => return Err(err.into()),
+    };
+    if let Some(format) = meta.get(index::META_FORMAT)? {
+        return Ok(format.value() == index::FORMAT);
+    }
+    Ok(meta.get(index::META_HEAD)?.is_none())
 }
 
 pub(crate) fn read_head(

@@ -31,6 +31,9 @@ pub(crate) const OPERATIONS: BytesTable = TableDefinition::new("operations");
 pub(crate) const META: BytesTable = TableDefinition::new("meta");
 
 pub(crate) const META_HEAD: &[u8] = b"head";
+/// The layout of ids and keys (`backend.rs`); a database without it predates located ids.
+pub(crate) const META_FORMAT: &[u8] = b"format";
+pub(crate) const FORMAT: &[u8] = b"2";
 
 /// One recorded revision.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -20,6 +20,7 @@
 
 mod backend;
 mod db;
+mod delta;
 mod error;
 mod index;
 mod op_store;

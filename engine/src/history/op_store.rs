@@ -23,7 +23,7 @@ use jj_lib::op_store::{
 use jj_lib::protos::simple_op_store as proto;
 use prost::Message;
 
-use super::backend::{Kind, RedbBackend, content_id, object_key};
+use super::backend::{Kind, RedbBackend};
 use super::index::Head;
 use super::writer::timestamp;
 
@@ -60,10 +60,10 @@ impl RedbOpStore {
             })
     }
 
+    /// Writes an operation or a view, located at the revision being recorded.
     fn write(&self, kind: Kind, bytes: Vec<u8>) -> Vec<u8> {
-        let id = content_id(&bytes);
-        self.backend.buffer.put(object_key(kind, &id), bytes);
-        id
+        self.backend
+            .write_object(kind, self.backend.writing_locator(), bytes)
     }
 
     /// Writes a view synchronously (the writer's path).

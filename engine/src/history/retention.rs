@@ -3,7 +3,8 @@
 //! Trimming before revision `N` keeps everything a query at `N` or later can reach:
 //! - objects: those reachable from `N`'s tree (marked by a walk of it) and those (re)written by
 //!   a batch at or after `N` (the `written` stamp of `backend.rs`); by induction over revisions,
-//!   every tree of a kept commit is made of exactly those. The rest is swept.
+//!   every tree of a kept commit is made of exactly those. So are the trees a kept tree stored
+//!   as a delta is resolved through (`delta.rs`), down the chain. The rest is swept.
 //! - `key_log`: per key, the newest row before `N` survives when it is a put and `N` did not
 //!   change the key (it is the key's value at `N`); older rows go.
 //! - `revisions`, `changed`, `operations` rows before `N` go.
@@ -178,14 +179,26 @@ pub(crate) fn trim(
     // Mark what the oldest kept tree reaches.
     let mut marked: HashSet<Vec<u8>> = HashSet::new();
     mark_tree(db, &TreeId::new(record.tree_id.clone()), &mut marked)?;
-    // Sweep objects written before `keep_from` that it does not reach.
+    // Sweep objects written before `keep_from` that it does not reach, except the bases of the
+    // trees kept as deltas (`delta.rs`), down their chains.
     let objects = read.open_table(OBJECTS)?;
-    let mut doomed_objects = Vec::new();
+    let mut doomed_objects = HashSet::new();
+    let mut bases = Vec::new();
     for row in objects.iter()? {
         let (key, value) = row?;
         let written = index::decode_i64(value.value()).unwrap_or(i64::MAX);
         if written < keep_from && !marked.contains(key.value()) {
-            doomed_objects.push(key.value().to_vec());
+            doomed_objects.insert(key.value().to_vec());
+        } else if let Some(base) = delta_base(key.value(), value.value()) {
+            bases.push(base);
+        }
+    }
+    while let Some(base) = bases.pop() {
+        if doomed_objects.remove(&base)
+            && let Some(row) = objects.get(base.as_slice())?
+            && let Some(next) = delta_base(&base, row.value())
+        {
+            bases.push(next);
         }
     }
     let key_log = read.open_table(index::KEY_LOG)?;
@@ -308,6 +321,15 @@ fn stale_key_rows(
     }
     finish(current.take(), &mut doomed);
     Ok(doomed)
+}
+
+/// The `objects` key of the base of a tree stored as a delta; `row` is its `objects` value.
+fn delta_base(key: &[u8], row: &[u8]) -> Option<Vec<u8>> {
+    if key.first() != Some(&(Kind::Tree as u8)) {
+        return None;
+    }
+    let delta = super::delta::decode(row.get(8..)?)?;
+    Some(object_key(Kind::Tree, delta.base))
 }
 
 fn mark_tree(

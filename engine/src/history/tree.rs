@@ -18,13 +18,19 @@ use jj_lib::backend::{BackendResult, FileId, Tree, TreeId, TreeValue};
 use jj_lib::object_id::ObjectId;
 use jj_lib::repo_path::RepoPathComponent;
 
-use super::backend::{PlainEntry, RedbBackend, TreeEntryRef, encode_tree};
+use super::backend::{PlainEntry, RedbBackend, TreeEntryRef, encode_tree, located_id, locator_of};
+use super::delta;
 use super::path::{SHARD_THRESHOLD, is_shard, key_components, shard_of};
 
 /// A directory being edited.
 #[derive(Default)]
 struct Dir {
     entries: BTreeMap<String, Slot>,
+    /// The stored tree this one was loaded from, while the edits are entry by entry (not a
+    /// split or a merge): the new tree is then stored as a delta over it (`delta.rs`).
+    base: Option<TreeId>,
+    /// Names whose entry may differ from the base's.
+    touched: Vec<String>,
 }
 
 enum Slot {
@@ -37,6 +43,7 @@ enum Slot {
 
 impl Dir {
     fn load(backend: &RedbBackend, id: &TreeId) -> BackendResult<Self> {
+        let base = (id != backend.empty_tree()).then(|| id.clone());
         let entries = backend
             .tree_entries(id)?
             .into_iter()
@@ -48,7 +55,17 @@ impl Dir {
                 (name, slot)
             })
             .collect();
-        Ok(Self { entries })
+        Ok(Self {
+            entries,
+            base,
+            touched: Vec::new(),
+        })
+    }
+
+    fn touch(&mut self, name: &str) {
+        if self.base.is_some() {
+            self.touched.push(name.to_owned());
+        }
     }
 
     fn is_sharded(&self) -> bool {
@@ -60,6 +77,7 @@ impl Dir {
 
     /// The loaded directory in `name`, loading or creating it.
     fn child(&mut self, backend: &RedbBackend, name: &str) -> BackendResult<&mut Dir> {
+        self.touch(name);
         let slot = self
             .entries
             .entry(name.to_owned())
@@ -105,12 +123,14 @@ impl Dir {
             if child.entries.is_empty() {
                 self.entries.remove(&shard);
             }
+            // (`child` touched the shard.)
             if value.is_none() {
                 self.merge_if_small(backend)?;
             }
             return Ok(());
         }
         if components.len() == 1 {
+            self.touch(name);
             match value {
                 Some(id) => {
                     self.entries.insert(name.clone(), Slot::File(id.clone()));
@@ -137,6 +157,7 @@ impl Dir {
 
     /// Splits a flat directory into shards by the names' hash digit at `level`.
     fn split(&mut self, level: usize) {
+        self.base = None;
         let mut shards: BTreeMap<String, Dir> = BTreeMap::new();
         for (name, slot) in std::mem::take(&mut self.entries) {
             shards
@@ -176,6 +197,7 @@ impl Dir {
                 return Ok(());
             }
         }
+        self.base = None;
         for (shard, slot) in std::mem::take(&mut self.entries) {
             let dir = match slot {
                 Slot::Loaded(dir) => dir,
@@ -207,16 +229,74 @@ impl Dir {
         if entries.is_empty() {
             return None;
         }
-        let bytes = encode_tree(entries.iter().map(|(name, slot)| {
-            let value = match slot {
-                Slot::File(id) => TreeEntryRef::File(id.as_bytes()),
-                Slot::Stored(id) => TreeEntryRef::Tree(id.as_bytes()),
+        let locator = entries
+            .iter()
+            .map(|(_, slot)| match slot {
+                Slot::File(id) => locator_of(id.as_bytes()),
+                Slot::Stored(id) => locator_of(id.as_bytes()),
                 Slot::Loaded(_) => unreachable!("written above"),
-            };
-            (name.as_str(), value)
-        }));
-        Some(backend.put_tree_bytes(bytes))
+            })
+            .max()
+            .unwrap_or(0);
+        let bytes = encode_tree(
+            entries
+                .iter()
+                .map(|(name, slot)| (name.as_str(), slot.entry())),
+        );
+        let id = TreeId::new(located_id(locator, &bytes));
+        let delta = self
+            .base
+            .as_ref()
+            .and_then(|base| delta_over(backend, base, &id, &entries, self.touched));
+        backend.put_tree_bytes(&id, bytes, delta);
+        Some(id)
     }
+}
+
+impl Slot {
+    /// The entry of a written slot.
+    fn entry(&self) -> TreeEntryRef<'_> {
+        match self {
+            Slot::File(id) => TreeEntryRef::File(id.as_bytes()),
+            Slot::Stored(id) => TreeEntryRef::Tree(id.as_bytes()),
+            Slot::Loaded(_) => unreachable!("directories are written before their parent"),
+        }
+    }
+}
+
+/// The delta (and its depth) that stores the tree `id` of `entries` over `base`, if it is short
+/// enough and the chain not too long; `None` stores it whole.
+fn delta_over(
+    backend: &RedbBackend,
+    base: &TreeId,
+    id: &TreeId,
+    entries: &[(String, Slot)],
+    mut touched: Vec<String>,
+) -> Option<(Vec<u8>, u8)> {
+    touched.sort_unstable();
+    touched.dedup();
+    if touched.len() > delta::MAX_EDITS || !delta::fits(base.as_bytes()) {
+        return None;
+    }
+    // Only a tree first written by the revision being recorded (its locator is that revision)
+    // is stored as a delta. A tree written again (a state that recurs, after a delete) is
+    // stored whole: a delta could point back to a tree based on it, a cycle no read resolves.
+    // So every delta points to older trees, and chains end.
+    if locator_of(id.as_bytes()) != backend.writing_locator() || id == base {
+        return None;
+    }
+    let depth = backend.resolve_tree(base).ok()?.depth.checked_add(1)?;
+    if depth > delta::MAX_DEPTH {
+        return None;
+    }
+    let edits = touched.iter().map(|name| {
+        let value = entries
+            .binary_search_by(|(entry, _)| entry.as_str().cmp(name))
+            .ok()
+            .map(|at| entries[at].1.entry());
+        (name.as_str(), value)
+    });
+    Some((delta::encode(depth, base.as_bytes(), edits), depth))
 }
 
 /// One revision's edit of the keyspace tree.
@@ -346,7 +426,7 @@ mod tests {
     use super::*;
 
     fn file(backend: &RedbBackend, value: u8) -> FileId {
-        backend.put_file(&[value])
+        backend.put_file(&[value], 1)
     }
 
     /// The tree of `state` built from nothing, in key order.

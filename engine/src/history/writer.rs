@@ -224,7 +224,10 @@ impl Recorder {
             backend.buffer.set_writing(revision.revision);
             let mut edit = TreeEdit::new(&backend, &base)?;
             for (seq, change) in revision.changes.iter().enumerate() {
-                let file = change.value.as_ref().map(|value| backend.put_file(value));
+                let file = change
+                    .value
+                    .as_ref()
+                    .map(|value| backend.put_file(value, change.mod_revision));
                 edit.set(&change.key, file.as_ref())?;
                 let kind = if file.is_some() {
                     ChangeKind::Put
@@ -242,8 +245,10 @@ impl Recorder {
             }
             let tree = edit.write();
             let anchored = anchor.and_then(|anchor| anchored_commit(anchor, revision, &tree));
-            let (parent, time, commit_id) = if let Some((parent, time, bytes)) = anchored {
-                (parent, time, backend.put_commit_bytes(bytes))
+            let (parent, time, commit_id) = if let Some((commit, bytes)) = anchored {
+                let time = u64::try_from(commit.committer.timestamp.timestamp.0).unwrap_or(0);
+                let parent = commit.parents[0].clone();
+                (parent, time, backend.put_commit_bytes(&commit, bytes))
             } else {
                 let time = revision.meta.time_unix_ms.max(head.time_unix_ms);
                 let commit = revision_commit(revision, &parent, &tree, time);
@@ -425,6 +430,7 @@ impl Recorder {
                 changes.push(RecordedChange {
                     key: kv.key.clone(),
                     value: Some(kv.value.clone()),
+                    mod_revision: kv.mod_revision,
                 });
             }
             match response.kvs.last() {
@@ -443,6 +449,7 @@ impl Recorder {
             .map(|key| RecordedChange {
                 key: Bytes::from(key),
                 value: None,
+                mod_revision: revision,
             })
             .collect();
         changes.extend(removals);
@@ -579,19 +586,20 @@ pub(crate) fn run(
     }
 }
 
-/// The anchor's (parent, time, encoded commit) if it is the commit of `revision` with `tree`;
+/// The anchor's commit (decoded and encoded) if it is the commit of `revision` with `tree`;
 /// `None` (and a warning) if it is not, which leaves the import to make its own commit.
 fn anchored_commit(
     anchor: &HistoryAnchor,
     revision: &RecordedRevision,
     tree: &TreeId,
-) -> Option<(CommitId, u64, Vec<u8>)> {
+) -> Option<(Commit, Vec<u8>)> {
     let commit = super::backend::decode_commit(&anchor.commit);
     let usable = commit.as_ref().filter(|commit| {
         anchor.revision == revision.revision
             && commit.change_id == change_id(revision.revision)
             && commit.root_tree.as_resolved() == Some(tree)
             && commit.parents.len() == 1
+            && commit.committer.timestamp.timestamp.0 >= 0
     });
     let Some(commit) = usable else {
         tracing::warn!(
@@ -600,8 +608,7 @@ fn anchored_commit(
         );
         return None;
     };
-    let time = u64::try_from(commit.committer.timestamp.timestamp.0).ok()?;
-    Some((commit.parents[0].clone(), time, anchor.commit.clone()))
+    Some((commit.clone(), anchor.commit.clone()))
 }
 
 /// The jj commit of one revision.

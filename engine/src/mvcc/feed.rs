@@ -68,6 +68,9 @@ pub(crate) fn history_anchor(tables: &ReadTables) -> MvccResult<Option<HistoryAn
 pub struct RecordedChange {
     pub key: Bytes,
     pub value: Option<Bytes>,
+    /// The revision that wrote `value`: the recorded revision itself, or, in a state imported
+    /// whole, the key's mod revision.
+    pub mod_revision: i64,
 }
 
 /// One revision with every change it made, in sub-revision order.
@@ -124,6 +127,7 @@ pub(crate) fn read_recorded(
             current.changes.push(RecordedChange {
                 key: Bytes::copy_from_slice(key),
                 value,
+                mod_revision: at.main,
             });
         }
     }

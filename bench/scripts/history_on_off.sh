@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # History on vs off under the same put load (docs/benchmarks.md, "History recording").
 # Alternates a single `cairn` member with --history=false and the default, 3 rounds, fresh data
-# dirs, and prints throughput, p99 and the history head/lag from /metrics after each run.
+# dirs, and prints throughput, p99, the history head/lag from /metrics and the CPU time the
+# server spent (all threads, and the history thread alone) after each run.
 # Needs release builds: cargo build --release -p cairn -p cairn-bench --bin cairn --bin loadgen
 set -euo pipefail
 B="$(cd "$(dirname "$0")/../.." && pwd)/target/release"
@@ -19,8 +20,12 @@ for round in 1 2 3; do
       --key-size 8 --val-size 256 --key-space-size 100000 --json --no-progress >"$WORK/out.json"
     sleep 2
     metrics=$(curl -s http://127.0.0.1:23790/metrics | grep -E '^cairn_history_(head|lag)' | tr '\n' ' ')
+    cpu=$(for task in /proc/"$pid"/task/*; do
+      echo "$(tr ' ' _ <"$task/comm") $(awk '{print $14 + $15}' "$task/stat")"
+    done | awk '{all += $2; if ($1 == "cairn-history") history += $2}
+      END {printf "server CPU %.1f s, history thread %.1f s", all / 100, history / 100}')
     result=$(python3 -c 'import json,sys; op=json.load(open(sys.argv[1]))["ops"][0]; print(round(op["throughput"]), "req/s, p99", op["latency_ms"]["p99"], "ms")' "$WORK/out.json")
-    echo "round $round history=$history: $result; $metrics"
+    echo "round $round history=$history: $result; $cpu; $metrics"
     kill "$pid"
     wait "$pid" 2>/dev/null || true
   done

@@ -26,7 +26,8 @@
 //! Ids are 32 bytes for commits, trees and files; change ids 16 bytes. The root commit id is
 //! all zeros, as in jj's simple backend.
 
-use std::collections::HashMap;
+/// Maps keyed by object ids and keys, which are hashes already: a fast hasher is enough.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -40,6 +40,9 @@ use crate::request::RangeRequest;
 
 /// Changes read from the store per write transaction.
 const CHANGES_PER_TRANSACTION: usize = 20_000;
+/// The least time between two recording rounds: revisions applied meanwhile share one
+/// database transaction (history lags the store by at most about this much more).
+const GATHER: Duration = Duration::from_millis(25);
 /// How often the history database is made durable.
 const DURABLE_EVERY: Duration = Duration::from_secs(1);
 /// At most this many batch boundaries are remembered; older ones merge (bounded memory).
@@ -93,6 +96,15 @@ impl Feed {
             .unwrap_or_else(PoisonError::into_inner)
             .stop = true;
         self.wake.notify_all();
+    }
+
+    /// Sleeps for `duration`, or less if the thread is asked to stop.
+    fn sleep_unless_stopped(&self, duration: Duration) {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = self
+            .wake
+            .wait_timeout_while(state, duration, |state| !state.stop)
+            .unwrap_or_else(PoisonError::into_inner);
     }
 
     /// Waits until something past `head` was applied (or a second passed); returns the marks
@@ -560,8 +572,15 @@ pub(crate) fn run(
 ) {
     let mut failures = 0u32;
     let mut last_trim_check = Instant::now();
+    let mut last_round = Instant::now();
     loop {
+        // Under load, let revisions gather for a moment: one database transaction for many
+        // revisions costs less per revision than one for each.
+        if let Some(rest) = GATHER.checked_sub(last_round.elapsed()) {
+            feed.sleep_unless_stopped(rest);
+        }
         let (mut marks, stop) = feed.wait(recorder.head_revision());
+        last_round = Instant::now();
         let mut result = recorder
             .catch_up(&store(), &mut marks, stop)
             .and_then(|_| recorder.tick());

@@ -354,11 +354,6 @@ fn rebuild_history(data_dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// mimalloc: the history writer and the request path allocate many small, short-lived buffers;
-/// measured faster than glibc's allocator for both (docs/benchmarks.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.server.log_level);

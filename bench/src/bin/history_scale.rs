@@ -107,10 +107,6 @@ fn put(key: Bytes, value: &Bytes) -> PutRequest {
     }
 }
 
-/// The allocator the `cairn` binary uses, so the costs measured here are the server's.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> Result<()> {
     let args = Args::parse();
     let temp = tempfile::tempdir()?;

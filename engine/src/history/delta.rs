@@ -21,7 +21,7 @@ use super::backend::{PlainEntry, TreeEntryRef};
 /// The first byte of a delta.
 const MAGIC: u8 = 0xff;
 /// Longest chain of deltas before a tree is stored whole again.
-pub(crate) const MAX_DEPTH: u8 = 16;
+pub(crate) const MAX_DEPTH: u8 = 4;
 /// More changed entries than this and the tree is stored whole.
 pub(crate) const MAX_EDITS: usize = 8;
 

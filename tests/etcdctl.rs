@@ -1700,8 +1700,9 @@ fn member_update_changes_the_single_members_peer_urls() {
     let member_id = header["member_id"].as_u64().expect("member_id");
     let cluster_id = header["cluster_id"].as_u64().expect("cluster_id");
     let id_hex = format!("{member_id:x}");
-    // etcdctl prints the cluster id with %16x (space padded).
-    let updated = format!("Member {id_hex} updated in cluster {cluster_id:16x}\n");
+    // etcdctl prints both ids with %16x (space padded): an id of fewer than 16 hex digits gets
+    // a leading space.
+    let updated = format!("Member {member_id:16x} updated in cluster {cluster_id:16x}\n");
 
     let current_peer = format!("http://127.0.0.1:{}", server.peer_port);
     assert_eq!(

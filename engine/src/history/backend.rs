@@ -870,7 +870,7 @@ fn next_field<'a>(bytes: &mut &'a [u8]) -> Option<(u64, &'a [u8])> {
     Some((tag >> 3, payload))
 }
 
-fn get_varint(bytes: &mut &[u8]) -> Option<u64> {
+pub(crate) fn get_varint(bytes: &mut &[u8]) -> Option<u64> {
     let mut value = 0u64;
     for shift in (0..64).step_by(7) {
         let (&byte, rest) = bytes.split_first()?;
@@ -941,7 +941,7 @@ fn varint_len(mut value: u64) -> usize {
     len
 }
 
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
         out.push((value as u8) | 0x80);
         value >>= 7;

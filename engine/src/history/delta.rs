@@ -16,7 +16,7 @@
 //! `0xff` never starts a protobuf message (wire type 7 does not exist), so the two forms cannot
 //! be confused.
 
-use super::backend::{PlainEntry, TreeEntryRef};
+use super::backend::{PlainEntry, TreeEntryRef, get_varint, put_varint};
 
 /// The first byte of a delta.
 const MAGIC: u8 = 0xff;
@@ -150,27 +150,6 @@ fn take<'a>(bytes: &mut &'a [u8], len: usize) -> Option<&'a [u8]> {
     let (taken, rest) = bytes.split_at(len);
     *bytes = rest;
     Some(taken)
-}
-
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
-fn get_varint(bytes: &mut &[u8]) -> Option<u64> {
-    let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
-        let (&byte, rest) = bytes.split_first()?;
-        *bytes = rest;
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte < 0x80 {
-            return Some(value);
-        }
-    }
-    None
 }
 
 #[cfg(test)]

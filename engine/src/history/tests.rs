@@ -604,3 +604,36 @@ fn count_objects(db: &HistoryDb) -> u64 {
         .len()
         .expect("len")
 }
+
+#[test]
+fn a_database_of_the_old_format_is_set_aside_and_history_starts_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("history.redb");
+    {
+        // What a history database looked like before ids had locators: a head, no format row.
+        let db = redb::Database::create(&path).expect("create");
+        let txn = db.begin_write().expect("write");
+        let head = super::index::Head {
+            revision: 5,
+            ..super::index::Head::default()
+        };
+        txn.open_table(super::index::META)
+            .expect("meta")
+            .insert(
+                super::index::META_HEAD,
+                postcard::to_allocvec(&head).expect("encode").as_slice(),
+            )
+            .expect("insert");
+        txn.commit().expect("commit");
+    }
+    let opened = HistoryDb::open(&path).expect("open");
+    assert_eq!(opened.head().expect("head").revision, 0, "recorded again");
+    assert!(path.with_extension("redb.format1").exists(), "kept aside");
+    drop(opened);
+    let err = HistoryDb::open_existing(&path.with_extension("redb.format1"))
+        .err()
+        .expect("an old database is refused offline");
+    assert!(err.to_string().contains("older format"), "{err}");
+    // The new database is of the current format: opened again, it stays.
+    assert!(HistoryDb::open_existing(&path).is_ok());
+}

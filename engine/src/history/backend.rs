@@ -26,8 +26,6 @@
 //! Ids are 32 bytes for commits, trees and files; change ids 16 bytes. The root commit id is
 //! all zeros, as in jj's simple backend.
 
-/// Maps keyed by object ids and keys, which are hashes already: a fast hasher is enough.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -53,6 +51,9 @@ use redb::{Database, ReadableDatabase, TableDefinition, WriteTransaction};
 use sha2::{Digest, Sha256};
 
 use super::delta;
+
+/// Maps keyed by object ids and keys, which are hashes already: a fast hasher is enough.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 pub(crate) const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
 

@@ -123,7 +123,6 @@ impl Dir {
             if child.entries.is_empty() {
                 self.entries.remove(&shard);
             }
-            // (`child` touched the shard.)
             if value.is_none() {
                 self.merge_if_small(backend)?;
             }

@@ -46,6 +46,15 @@ const PREFIX: &str = "/registry/pods/default/";
 /// Entries applied per MVCC apply call, like a raft batch.
 const APPLY_BATCH: usize = 1000;
 
+/// CPU time this thread has used (recording runs on it), from `/proc/thread-self/schedstat`;
+/// zero where that is unavailable.
+fn thread_cpu() -> Duration {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|stat| stat.split_whitespace().next()?.parse().ok())
+        .map_or(Duration::ZERO, Duration::from_nanos)
+}
+
 fn key(i: u64) -> Bytes {
     Bytes::from(format!("{PREFIX}pod-{i:08}"))
 }
@@ -127,7 +136,9 @@ fn main() -> Result<()> {
     let mut keys = 0u64;
     let mut single_revisions = 0u64;
     let mut overwrites = 0u64;
-    println!("size_keys\trecord_us_per_revision\trevisions_per_s\thistory_bytes");
+    println!(
+        "size_keys\trecord_us_per_revision\tcpu_us_per_revision\trevisions_per_s\thistory_bytes"
+    );
     for &size in &args.sizes {
         // Grow the keyspace: transactions of 1000 puts.
         while keys < size {
@@ -167,12 +178,19 @@ fn main() -> Result<()> {
             remaining -= n;
         }
         single_revisions += args.revisions_per_size;
+        eprintln!(
+            "{size} keys: recording {} overwrites (timed)",
+            args.revisions_per_size
+        );
         let started = Instant::now();
+        let cpu_started = thread_cpu();
         let recorded = recorder.record(&load.store)?;
         let elapsed = started.elapsed();
+        let cpu = thread_cpu().saturating_sub(cpu_started);
         println!(
-            "{size}\t{:.1}\t{:.0}\t{}",
+            "{size}\t{:.1}\t{:.1}\t{:.0}\t{}",
             elapsed.as_secs_f64() * 1e6 / recorded.max(1) as f64,
+            cpu.as_secs_f64() * 1e6 / recorded.max(1) as f64,
             recorded as f64 / elapsed.as_secs_f64(),
             recorder.used_bytes()?
         );

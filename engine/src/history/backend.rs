@@ -195,6 +195,10 @@ impl ObjectBuffer {
     pub(crate) fn flush_into(&self, txn: &WriteTransaction) -> Result<u64, redb::Error> {
         let pending =
             std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
+        // In key order: the keys start with their locator, so the rows are appended where the
+        // table ends rather than scattered over its last pages.
+        let mut pending: Vec<(Vec<u8>, Stamped)> = pending.into_iter().collect();
+        pending.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
         let mut bytes = 0u64;
         let mut table = txn.open_table(OBJECTS)?;
         let mut row = Vec::new();
@@ -450,15 +454,23 @@ impl RedbBackend {
     /// The entries of a tree, for editing: through the writer's cache of encoded trees and
     /// [`decode_plain_tree`], or the general decoding for a tree that holds anything else.
     pub(crate) fn tree_entries(&self, id: &TreeId) -> BackendResult<Vec<(String, PlainEntry)>> {
+        Ok(self.tree_entries_and_depth(id)?.0)
+    }
+
+    /// [`Self::tree_entries`], and the length of the delta chain the tree is stored as.
+    pub(crate) fn tree_entries_and_depth(
+        &self,
+        id: &TreeId,
+    ) -> BackendResult<(Vec<(String, PlainEntry)>, u8)> {
         if id == &self.empty_tree_id {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), 0));
         }
-        let bytes = self.resolve_tree(id)?.bytes;
+        let ResolvedTree { bytes, depth } = self.resolve_tree(id)?;
         if let Some(entries) = decode_plain_tree(&bytes) {
-            return Ok(entries);
+            return Ok((entries, depth));
         }
         let tree = tree_from_proto(decode::<proto::Tree>(&bytes, id)?, id)?;
-        Ok(tree
+        let entries = tree
             .entries()
             .map(|entry| {
                 let value = match entry.value() {
@@ -471,7 +483,8 @@ impl RedbBackend {
                 };
                 (entry.name().as_internal_str().to_owned(), value)
             })
-            .collect())
+            .collect();
+        Ok((entries, depth))
     }
 
     /// Writes a file's content (synchronously: the writer's hot path); `mod_revision` is the

@@ -98,19 +98,31 @@ pub fn is_shard(component: &str) -> bool {
     component.starts_with(SHARD_PREFIX)
 }
 
-/// The shard (`#0` … `#f`) that `name` belongs to at shard `level` (0 = first split).
-pub fn shard_of(name: &str, level: usize) -> String {
-    let digest = Sha256::digest(name.as_bytes());
-    let byte = digest[(level / 2) % digest.len()];
+/// The names of the shard directories, by hex digit.
+const SHARD_NAMES: [&str; 16] = [
+    "#0", "#1", "#2", "#3", "#4", "#5", "#6", "#7", "#8", "#9", "#a", "#b", "#c", "#d", "#e", "#f",
+];
+
+/// The hash that places `name` in shards: [`shard_at`] of it for each level.
+pub fn shard_hash(name: &str) -> [u8; 32] {
+    Sha256::digest(name.as_bytes()).into()
+}
+
+/// The shard (`#0` … `#f`) that the entry with [`shard_hash`] `hash` belongs to at shard `level`
+/// (0 = first split).
+pub fn shard_at(hash: &[u8; 32], level: usize) -> &'static str {
+    let byte = hash[(level / 2) % hash.len()];
     let nibble = if level.is_multiple_of(2) {
         byte >> 4
     } else {
         byte & 0x0f
     };
-    let mut shard = String::with_capacity(2);
-    shard.push(SHARD_PREFIX);
-    shard.push(char::from(b"0123456789abcdef"[usize::from(nibble)]));
-    shard
+    SHARD_NAMES[usize::from(nibble)]
+}
+
+/// The shard (`#0` … `#f`) that `name` belongs to at shard `level` (0 = first split).
+pub fn shard_of(name: &str, level: usize) -> String {
+    shard_at(&shard_hash(name), level).to_owned()
 }
 
 /// Turns path components back into the key, skipping shard directories. `None` if they do not

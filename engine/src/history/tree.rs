@@ -1,5 +1,6 @@
-//! Editing the keyspace tree of one revision: load only the directories a change touches,
-//! apply every change of the revision, then write the dirty directories bottom-up.
+//! Editing the keyspace tree, revision after revision: the writer keeps the directories it
+//! edits loaded between revisions ([`WorkingTree`]), applies each revision's changes, and writes
+//! the directories they dirtied, bottom-up.
 //!
 //! Directories are sharded as `path.rs` describes: inside one logical directory, a node holding
 //! more than [`SHARD_THRESHOLD`] entries is split into `#0` … `#f` by the entry name's hash, level
@@ -7,6 +8,17 @@
 //! is merged back. The layout, hence every tree id, is a function of the keyspace alone, not of
 //! the revisions that led to it: a member that starts from a snapshot builds the same tree for
 //! the same state as the members that replayed the log.
+//!
+//! ```text
+//!  WorkingTree ── root Dir (loaded) ─┬─ Stored(id)            not loaded: only its id
+//!                                    ├─ File(id)
+//!                                    └─ Loaded(Dir) ─ …       clean: `stored` is its tree
+//!                                                             dirty: edited since written
+//! ```
+//!
+//! A revision touches O(depth) directories; the upper ones are the same for every revision, so
+//! they stay loaded and only their encoding and hash are redone. Between rounds, directories not
+//! edited in the last round are unloaded once more than [`LOADED_ENTRIES`] entries are loaded.
 //!
 //! The writer reads and writes trees as bytes (`RedbBackend::tree_entries`, `encode_tree`):
 //! no jj `Tree` is built on this path.
@@ -20,17 +32,111 @@ use jj_lib::repo_path::RepoPathComponent;
 
 use super::backend::{PlainEntry, RedbBackend, TreeEntryRef, encode_tree, located_id, locator_of};
 use super::delta;
-use super::path::{SHARD_THRESHOLD, is_shard, key_components, shard_of};
+use super::path::{SHARD_THRESHOLD, is_shard, key_components, shard_at, shard_hash, shard_of};
+
+/// Entries the working tree keeps loaded between rounds before it unloads directories the last
+/// round did not edit (about 150 bytes each).
+const LOADED_ENTRIES: usize = 128 * 1024;
+
+/// The keyspace tree being recorded, kept loaded between revisions.
+pub(crate) struct WorkingTree {
+    root: Dir,
+    /// Entries kept loaded between rounds ([`LOADED_ENTRIES`] but in tests).
+    limit: usize,
+    /// The tree `root` holds; `None` before anything is loaded.
+    root_id: Option<TreeId>,
+    /// Rounds ended so far: directories edited in the current one are kept when trimming.
+    round: u64,
+    /// Entries loaded since the last trim, plus those kept then (an upper bound).
+    loaded: usize,
+}
+
+impl Default for WorkingTree {
+    fn default() -> Self {
+        Self::with_limit(LOADED_ENTRIES)
+    }
+}
+
+impl WorkingTree {
+    /// A working tree that unloads directories when more than `limit` entries are loaded.
+    pub(crate) fn with_limit(limit: usize) -> Self {
+        Self {
+            root: Dir::default(),
+            limit,
+            root_id: None,
+            round: 0,
+            loaded: 0,
+        }
+    }
+
+    /// Makes the working tree hold `base` (the head's tree): kept as it is when it already
+    /// does, loaded afresh otherwise.
+    pub(crate) fn begin(&mut self, backend: &RedbBackend, base: &TreeId) -> BackendResult<()> {
+        if self.root_id.as_ref() != Some(base) {
+            self.root = Dir::load(backend, base)?;
+            self.root_id = Some(base.clone());
+            self.loaded = self.root.entries.len();
+        }
+        Ok(())
+    }
+
+    /// Sets `key` to the file `value`, or removes it.
+    pub(crate) fn set(
+        &mut self,
+        backend: &RedbBackend,
+        key: &[u8],
+        value: Option<&FileId>,
+    ) -> BackendResult<()> {
+        let components = key_components(key);
+        let mut cx = Cx {
+            backend,
+            round: self.round,
+            loaded: &mut self.loaded,
+        };
+        self.root.apply(&mut cx, &components, value)
+    }
+
+    /// Writes the directories edited since the last write; returns the tree's id.
+    pub(crate) fn write(&mut self, backend: &RedbBackend) -> TreeId {
+        let id = self
+            .root
+            .write(backend)
+            .unwrap_or_else(|| backend.empty_tree().clone());
+        self.root_id = Some(id.clone());
+        id
+    }
+
+    /// Ends a round (after its transaction committed): unloads the directories it did not
+    /// edit if too many entries are loaded.
+    pub(crate) fn end_round(&mut self) {
+        if self.loaded > self.limit {
+            self.loaded = self.root.entries.len() + self.root.unload_unused(self.round);
+        }
+        self.round += 1;
+    }
+}
+
+/// What editing needs besides the directory.
+struct Cx<'a> {
+    backend: &'a RedbBackend,
+    round: u64,
+    loaded: &'a mut usize,
+}
 
 /// A directory being edited.
 #[derive(Default)]
 struct Dir {
     entries: BTreeMap<String, Slot>,
-    /// The stored tree this one was loaded from, while the edits are entry by entry (not a
-    /// split or a merge): the new tree is then stored as a delta over it (`delta.rs`).
-    base: Option<TreeId>,
-    /// Names whose entry may differ from the base's.
+    /// The tree this directory was last loaded from or written as, and the length of the delta
+    /// chain that stores it; `None` for a new directory and after a split or a merge. The next
+    /// version is stored as a delta over it (`delta.rs`).
+    stored: Option<(TreeId, u8)>,
+    /// Edited since `stored`.
+    dirty: bool,
+    /// Names whose entry may differ from `stored`'s.
     touched: Vec<String>,
+    /// The round it was last edited in.
+    used: u64,
 }
 
 enum Slot {
@@ -38,14 +144,14 @@ enum Slot {
     /// A directory as stored (not loaded).
     Stored(TreeId),
     /// A directory loaded for editing.
-    Loaded(Dir),
+    Loaded(Box<Dir>),
 }
 
 impl Dir {
     fn load(backend: &RedbBackend, id: &TreeId) -> BackendResult<Self> {
-        let base = (id != backend.empty_tree()).then(|| id.clone());
-        let entries = backend
-            .tree_entries(id)?
+        let (entries, depth) = backend.tree_entries_and_depth(id)?;
+        let stored = (id != backend.empty_tree()).then(|| (id.clone(), depth));
+        let entries = entries
             .into_iter()
             .map(|(name, entry)| {
                 let slot = match entry {
@@ -57,15 +163,25 @@ impl Dir {
             .collect();
         Ok(Self {
             entries,
-            base,
-            touched: Vec::new(),
+            stored,
+            ..Self::default()
         })
     }
 
-    fn touch(&mut self, name: &str) {
-        if self.base.is_some() {
+    /// Marks the entry `name` as edited.
+    fn touch(&mut self, name: &str, round: u64) {
+        self.dirty = true;
+        self.used = round;
+        if self.stored.is_some() {
             self.touched.push(name.to_owned());
         }
+    }
+
+    /// The layout changed (a split or a merge): the next version is stored whole.
+    fn relayout(&mut self) {
+        self.dirty = true;
+        self.stored = None;
+        self.touched.clear();
     }
 
     fn is_sharded(&self) -> bool {
@@ -76,18 +192,32 @@ impl Dir {
     }
 
     /// The loaded directory in `name`, loading or creating it.
-    fn child(&mut self, backend: &RedbBackend, name: &str) -> BackendResult<&mut Dir> {
-        self.touch(name);
-        let slot = self
-            .entries
-            .entry(name.to_owned())
-            .or_insert_with(|| Slot::Loaded(Dir::default()));
-        if let Slot::Stored(id) = slot {
-            *slot = Slot::Loaded(Dir::load(backend, id)?);
+    fn child(&mut self, cx: &mut Cx<'_>, name: &str) -> BackendResult<&mut Dir> {
+        self.touch(name, cx.round);
+        if !self.entries.contains_key(name) {
+            let dir = Dir {
+                dirty: true,
+                ..Dir::default()
+            };
+            self.entries
+                .insert(name.to_owned(), Slot::Loaded(Box::new(dir)));
         }
-        if let Slot::File(_) = slot {
+        let slot = self.entries.get_mut(name).expect("inserted above");
+        match slot {
+            Slot::Stored(id) => {
+                let dir = Dir::load(cx.backend, id)?;
+                *cx.loaded += dir.entries.len();
+                *slot = Slot::Loaded(Box::new(dir));
+            }
             // A directory name never ends in `~` and a file name always does.
-            *slot = Slot::Loaded(Dir::default());
+            Slot::File(_) => {
+                let dir = Dir {
+                    dirty: true,
+                    ..Dir::default()
+                };
+                *slot = Slot::Loaded(Box::new(dir));
+            }
+            Slot::Loaded(_) => {}
         }
         match slot {
             Slot::Loaded(dir) => Ok(dir),
@@ -98,52 +228,57 @@ impl Dir {
     /// Applies `value` (None = remove) at `components` below this logical directory.
     fn apply(
         &mut self,
-        backend: &RedbBackend,
+        cx: &mut Cx<'_>,
         components: &[String],
         value: Option<&FileId>,
     ) -> BackendResult<()> {
-        self.apply_at_level(backend, components, value, 0)
+        let mut hash = None;
+        self.apply_at_level(cx, components, value, 0, &mut hash)
     }
 
+    /// `hash` is the first component's [`shard_hash`], computed when first needed.
     fn apply_at_level(
         &mut self,
-        backend: &RedbBackend,
+        cx: &mut Cx<'_>,
         components: &[String],
         value: Option<&FileId>,
         level: usize,
+        hash: &mut Option<[u8; 32]>,
     ) -> BackendResult<()> {
         let name = &components[0];
         if self.is_sharded() {
-            let shard = shard_of(name, level);
-            if value.is_none() && !self.entries.contains_key(&shard) {
+            let shard = shard_at(hash.get_or_insert_with(|| shard_hash(name)), level);
+            if value.is_none() && !self.entries.contains_key(shard) {
                 return Ok(());
             }
-            let child = self.child(backend, &shard)?;
-            child.apply_at_level(backend, components, value, level + 1)?;
+            let child = self.child(cx, shard)?;
+            child.apply_at_level(cx, components, value, level + 1, hash)?;
             if child.entries.is_empty() {
-                self.entries.remove(&shard);
+                self.entries.remove(shard);
             }
             if value.is_none() {
-                self.merge_if_small(backend)?;
+                self.merge_if_small(cx.backend)?;
             }
             return Ok(());
         }
         if components.len() == 1 {
-            self.touch(name);
             match value {
                 Some(id) => {
+                    self.touch(name, cx.round);
                     self.entries.insert(name.clone(), Slot::File(id.clone()));
                 }
                 None => {
-                    self.entries.remove(name);
+                    if self.entries.remove(name).is_some() {
+                        self.touch(name, cx.round);
+                    }
                 }
             }
         } else {
             if value.is_none() && !self.entries.contains_key(name) {
                 return Ok(());
             }
-            let child = self.child(backend, name)?;
-            child.apply(backend, &components[1..], value)?;
+            let child = self.child(cx, name)?;
+            child.apply(cx, &components[1..], value)?;
             if child.entries.is_empty() {
                 self.entries.remove(name);
             }
@@ -156,20 +291,24 @@ impl Dir {
 
     /// Splits a flat directory into shards by the names' hash digit at `level`.
     fn split(&mut self, level: usize) {
-        self.base = None;
-        let mut shards: BTreeMap<String, Dir> = BTreeMap::new();
+        self.relayout();
+        let used = self.used;
+        let mut shards: BTreeMap<&'static str, Dir> = BTreeMap::new();
         for (name, slot) in std::mem::take(&mut self.entries) {
             shards
-                .entry(shard_of(&name, level))
+                .entry(shard_at(&shard_hash(&name), level))
                 .or_default()
                 .entries
                 .insert(name, slot);
         }
         for (shard, mut dir) in shards {
+            dir.dirty = true;
+            dir.used = used;
             if dir.entries.len() > SHARD_THRESHOLD {
                 dir.split(level + 1);
             }
-            self.entries.insert(shard, Slot::Loaded(dir));
+            self.entries
+                .insert(shard.to_owned(), Slot::Loaded(Box::new(dir)));
         }
     }
 
@@ -196,10 +335,10 @@ impl Dir {
                 return Ok(());
             }
         }
-        self.base = None;
+        self.relayout();
         for (shard, slot) in std::mem::take(&mut self.entries) {
             let dir = match slot {
-                Slot::Loaded(dir) => dir,
+                Slot::Loaded(dir) => *dir,
                 Slot::Stored(id) => Dir::load(backend, &id)?,
                 Slot::File(id) => {
                     // Not a shard layout after all: keep the entry as it is.
@@ -212,43 +351,99 @@ impl Dir {
         Ok(())
     }
 
-    /// Writes this directory and every loaded one below it; `None` if empty.
-    fn write(self, backend: &RedbBackend) -> Option<TreeId> {
-        let mut entries: Vec<(String, Slot)> = Vec::with_capacity(self.entries.len());
-        for (name, slot) in self.entries {
-            let slot = match slot {
-                Slot::Loaded(dir) => match dir.write(backend) {
-                    Some(id) => Slot::Stored(id),
-                    None => continue,
-                },
-                stored_or_file => stored_or_file,
-            };
-            entries.push((name, slot));
+    /// Writes this directory if it was edited, and the edited ones below it, first; returns its
+    /// id, `None` if it is empty.
+    fn write(&mut self, backend: &RedbBackend) -> Option<TreeId> {
+        if !self.dirty {
+            return self.stored.as_ref().map(|(id, _)| id.clone());
         }
-        if entries.is_empty() {
+        self.entries.retain(|_, slot| match slot {
+            Slot::Loaded(dir) => dir.write(backend).is_some(),
+            Slot::File(_) | Slot::Stored(_) => true,
+        });
+        self.dirty = false;
+        if self.entries.is_empty() {
+            self.stored = None;
+            self.touched.clear();
             return None;
         }
-        let locator = entries
-            .iter()
-            .map(|(_, slot)| match slot {
-                Slot::File(id) => locator_of(id.as_bytes()),
-                Slot::Stored(id) => locator_of(id.as_bytes()),
-                Slot::Loaded(_) => unreachable!("written above"),
-            })
+        let locator = self
+            .entries
+            .values()
+            .map(|slot| locator_of(slot.id()))
             .max()
             .unwrap_or(0);
         let bytes = encode_tree(
-            entries
+            self.entries
                 .iter()
                 .map(|(name, slot)| (name.as_str(), slot.entry())),
         );
         let id = TreeId::new(located_id(locator, &bytes));
+        let touched = std::mem::take(&mut self.touched);
         let delta = self
-            .base
+            .stored
             .as_ref()
-            .and_then(|base| delta_over(backend, base, &id, &entries, self.touched));
+            .and_then(|(base, depth)| self.delta_over(backend, base, *depth, &id, touched));
+        let depth = delta.as_ref().map_or(0, |(_, depth)| *depth);
         backend.put_tree_bytes(&id, bytes, delta);
+        self.stored = Some((id.clone(), depth));
         Some(id)
+    }
+
+    /// The delta (and its depth) that stores the tree `id` over `base` (stored as a chain of
+    /// `base_depth`), if it is short enough and the chain not too long; `None` stores it whole.
+    fn delta_over(
+        &self,
+        backend: &RedbBackend,
+        base: &TreeId,
+        base_depth: u8,
+        id: &TreeId,
+        mut touched: Vec<String>,
+    ) -> Option<(Vec<u8>, u8)> {
+        touched.sort_unstable();
+        touched.dedup();
+        if touched.len() > delta::MAX_EDITS || !delta::fits(base.as_bytes()) {
+            return None;
+        }
+        // Only a tree first written by the revision being recorded (its locator is that
+        // revision) is stored as a delta. A tree written again (a state that recurs, after a
+        // delete) is stored whole: a delta could point back to a tree based on it, a cycle no
+        // read resolves. So every delta points to older trees, and chains end.
+        if locator_of(id.as_bytes()) != backend.writing_locator() || id == base {
+            return None;
+        }
+        let depth = base_depth.checked_add(1)?;
+        if depth > delta::MAX_DEPTH {
+            return None;
+        }
+        let edits = touched.iter().map(|name| {
+            let value = self.entries.get(name.as_str()).map(Slot::entry);
+            (name.as_str(), value)
+        });
+        Some((delta::encode(depth, base.as_bytes(), edits), depth))
+    }
+
+    /// Unloads the directories below this one not edited in `round`; returns how many entries
+    /// the ones still loaded hold.
+    fn unload_unused(&mut self, round: u64) -> usize {
+        let mut loaded = 0;
+        for slot in self.entries.values_mut() {
+            let Slot::Loaded(dir) = slot else { continue };
+            let unused = match &**dir {
+                Dir {
+                    stored: Some((id, _)),
+                    dirty: false,
+                    used,
+                    ..
+                } if *used < round => Some(id.clone()),
+                _ => None,
+            };
+            match unused {
+                Some(id) => *slot = Slot::Stored(id),
+                None => loaded += dir.entries.len() + dir.unload_unused(round),
+            }
+        }
+        loaded
     }
 }
 
@@ -258,72 +453,27 @@ impl Slot {
         match self {
             Slot::File(id) => TreeEntryRef::File(id.as_bytes()),
             Slot::Stored(id) => TreeEntryRef::Tree(id.as_bytes()),
-            Slot::Loaded(_) => unreachable!("directories are written before their parent"),
+            Slot::Loaded(dir) => TreeEntryRef::Tree(dir.written_id().as_bytes()),
+        }
+    }
+
+    /// The id of a written slot.
+    fn id(&self) -> &[u8] {
+        match self {
+            Slot::File(id) => id.as_bytes(),
+            Slot::Stored(id) => id.as_bytes(),
+            Slot::Loaded(dir) => dir.written_id().as_bytes(),
         }
     }
 }
 
-/// The delta (and its depth) that stores the tree `id` of `entries` over `base`, if it is short
-/// enough and the chain not too long; `None` stores it whole.
-fn delta_over(
-    backend: &RedbBackend,
-    base: &TreeId,
-    id: &TreeId,
-    entries: &[(String, Slot)],
-    mut touched: Vec<String>,
-) -> Option<(Vec<u8>, u8)> {
-    touched.sort_unstable();
-    touched.dedup();
-    if touched.len() > delta::MAX_EDITS || !delta::fits(base.as_bytes()) {
-        return None;
-    }
-    // Only a tree first written by the revision being recorded (its locator is that revision)
-    // is stored as a delta. A tree written again (a state that recurs, after a delete) is
-    // stored whole: a delta could point back to a tree based on it, a cycle no read resolves.
-    // So every delta points to older trees, and chains end.
-    if locator_of(id.as_bytes()) != backend.writing_locator() || id == base {
-        return None;
-    }
-    let depth = backend.resolve_tree(base).ok()?.depth.checked_add(1)?;
-    if depth > delta::MAX_DEPTH {
-        return None;
-    }
-    let edits = touched.iter().map(|name| {
-        let value = entries
-            .binary_search_by(|(entry, _)| entry.as_str().cmp(name))
-            .ok()
-            .map(|at| entries[at].1.entry());
-        (name.as_str(), value)
-    });
-    Some((delta::encode(depth, base.as_bytes(), edits), depth))
-}
-
-/// One revision's edit of the keyspace tree.
-pub(crate) struct TreeEdit<'a> {
-    backend: &'a RedbBackend,
-    root: Dir,
-}
-
-impl<'a> TreeEdit<'a> {
-    pub(crate) fn new(backend: &'a RedbBackend, base: &TreeId) -> BackendResult<Self> {
-        Ok(Self {
-            backend,
-            root: Dir::load(backend, base)?,
-        })
-    }
-
-    /// Sets `key` to the file `value`, or removes it.
-    pub(crate) fn set(&mut self, key: &[u8], value: Option<&FileId>) -> BackendResult<()> {
-        let components = key_components(key);
-        self.root.apply(self.backend, &components, value)
-    }
-
-    /// Writes the edited tree; returns its id.
-    pub(crate) fn write(self) -> TreeId {
-        let backend = self.backend;
-        self.root
-            .write(backend)
-            .unwrap_or_else(|| backend.empty_tree().clone())
+impl Dir {
+    /// The id of a directory written since its last edit.
+    fn written_id(&self) -> &TreeId {
+        match &self.stored {
+            Some((id, _)) if !self.dirty => id,
+            _ => unreachable!("directories are written before their parent"),
+        }
     }
 }
 
@@ -430,11 +580,14 @@ mod tests {
 
     /// The tree of `state` built from nothing, in key order.
     fn tree_of(backend: &RedbBackend, state: &BTreeMap<Vec<u8>, u8>) -> TreeId {
-        let mut edit = TreeEdit::new(backend, backend.empty_tree()).expect("edit");
+        let mut working = WorkingTree::default();
+        working.begin(backend, backend.empty_tree()).expect("begin");
         for (key, value) in state {
-            edit.set(key, Some(&file(backend, *value))).expect("set");
+            working
+                .set(backend, key, Some(&file(backend, *value)))
+                .expect("set");
         }
-        edit.write()
+        working.write(backend)
     }
 
     /// Entries (files and non-shard directories) under `id` through its shards; asserts that
@@ -472,11 +625,15 @@ mod tests {
         #![proptest_config(ProptestConfig { cases: 32, .. ProptestConfig::default() })]
 
         /// However a state was reached (splits, merges, deletes emptying directories), its tree
-        /// is the one built from scratch: the layout depends on the state alone.
+        /// is the one built from scratch: the layout depends on the state alone. The working
+        /// tree ends a round every `round` revisions and keeps at most `limit` entries loaded
+        /// (0: it unloads all it can; large: it keeps everything).
         #[test]
         fn the_tree_is_a_function_of_the_state(
             fill in proptest::collection::vec((0u8..4, 0u16..400, any::<u8>()), 1..500),
             drain in proptest::collection::vec(0u16..400, 0..400),
+            round in 1usize..50,
+            limit in prop_oneof![Just(0usize), Just(40), Just(usize::MAX)],
         ) {
             let dir = tempfile::tempdir().expect("tempdir");
             let backend = RedbBackend::open_standalone(&dir.path().join("t.redb")).expect("open");
@@ -487,7 +644,8 @@ mod tests {
             let ops = fill
                 .into_iter()
                 .chain(drain.into_iter().map(|n| (3, n, 0)));
-            for (op, n, value) in ops {
+            let mut working = WorkingTree::with_limit(limit);
+            for (index, (op, n, value)) in ops.enumerate() {
                 // Mostly one large directory; some keys nested one level below it.
                 let key = if n % 7 == 0 {
                     format!("/big/sub{}/k{n}", n % 5)
@@ -495,15 +653,18 @@ mod tests {
                     format!("/big/k{}", n % 120)
                 }
                 .into_bytes();
-                let mut edit = TreeEdit::new(&backend, &tree).expect("edit");
+                working.begin(&backend, &tree).expect("begin");
                 if op < 3 {
-                    edit.set(&key, Some(&file(&backend, value))).expect("set");
+                    working.set(&backend, &key, Some(&file(&backend, value))).expect("set");
                     state.insert(key, value);
                 } else {
-                    edit.set(&key, None).expect("delete");
+                    working.set(&backend, &key, None).expect("delete");
                     state.remove(&key);
                 }
-                tree = edit.write();
+                tree = working.write(&backend);
+                if index % round == 0 {
+                    working.end_round();
+                }
             }
             check_layout(&backend, &tree);
             prop_assert_eq!(tree, tree_of(&backend, &state));

@@ -3,7 +3,7 @@
 //! ```text
 //!  apply (state machine) ── Feed::batch_applied(last revision) ──► condvar
 //!  history thread: wait ─► MvccStore::recorded_revisions(head + 1, …) ─► per revision:
-//!     TreeEdit (tree.rs) ─► jj commit (parent = head) ─► index rows (index.rs)
+//!     WorkingTree (tree.rs) ─► jj commit (parent = head) ─► index rows (index.rs)
 //!     per applied batch: jj operation (view = new head) ─► one redb write transaction
 //! ```
 //!
@@ -34,7 +34,7 @@ use super::error::{HistoryError, HistoryResult};
 use super::index::{self, Head, OperationRecord, RevisionRecord};
 use super::model::{ChangeKind, Origin};
 use super::retention::{self, Retention};
-use super::tree::TreeEdit;
+use super::tree::WorkingTree;
 use crate::mvcc::{HistoryAnchor, MvccStore, RecordedChange, RecordedRevision, RevisionMeta};
 use crate::request::RangeRequest;
 
@@ -136,6 +136,8 @@ pub(crate) struct Recorder {
     head: Head,
     progress: Arc<Progress>,
     last_durable: Instant,
+    /// The head's tree, loaded where the last revisions edited it.
+    working: WorkingTree,
 }
 
 impl Recorder {
@@ -152,6 +154,7 @@ impl Recorder {
             head,
             progress,
             last_durable: Instant::now(),
+            working: WorkingTree::default(),
         })
     }
 
@@ -223,6 +226,23 @@ impl Recorder {
         force_durable: bool,
         anchor: Option<&HistoryAnchor>,
     ) -> HistoryResult<()> {
+        // A failed round leaves the working tree holding trees that were never committed: it
+        // is kept only when the round commits.
+        let mut working = std::mem::take(&mut self.working);
+        self.record_with(&mut working, revisions, marks, force_durable, anchor)?;
+        working.end_round();
+        self.working = working;
+        Ok(())
+    }
+
+    fn record_with(
+        &mut self,
+        working: &mut WorkingTree,
+        revisions: &[RecordedRevision],
+        marks: &mut VecDeque<i64>,
+        force_durable: bool,
+        anchor: Option<&HistoryAnchor>,
+    ) -> HistoryResult<()> {
         let backend = Arc::clone(&self.db.backend);
         let mut head = self.head.clone();
         let mut records: Vec<(i64, RevisionRecord)> = Vec::with_capacity(revisions.len());
@@ -234,13 +254,13 @@ impl Recorder {
             let parent = head.commit(self.db.backend.root_commit());
             let base = head.tree(self.db.backend.empty_tree());
             backend.buffer.set_writing(revision.revision);
-            let mut edit = TreeEdit::new(&backend, &base)?;
+            working.begin(&backend, &base)?;
             for (seq, change) in revision.changes.iter().enumerate() {
                 let file = change
                     .value
                     .as_ref()
                     .map(|value| backend.put_file(value, change.mod_revision));
-                edit.set(&change.key, file.as_ref())?;
+                working.set(&backend, &change.key, file.as_ref())?;
                 let kind = if file.is_some() {
                     ChangeKind::Put
                 } else {
@@ -255,7 +275,7 @@ impl Recorder {
                 }
                 key_log_rows.push((index::key_log_key(&change.key, revision.revision), log_row));
             }
-            let tree = edit.write();
+            let tree = working.write(&backend);
             let anchored = anchor.and_then(|anchor| anchored_commit(anchor, revision, &tree));
             let (parent, time, commit_id) = if let Some((commit, bytes)) = anchored {
                 let time = u64::try_from(commit.committer.timestamp.timestamp.0).unwrap_or(0);
@@ -542,6 +562,7 @@ impl Recorder {
         else {
             return Ok(None);
         };
+        self.working = WorkingTree::default();
         self.head = retention::trim(
             &self.db,
             &self.head,

@@ -71,10 +71,10 @@ pub(crate) const ID_LEN: usize = 32;
 const CHANGE_ID_LEN: usize = 16;
 /// Decoded trees kept in memory for readers; the cache is dropped wholesale when full.
 const TREE_CACHE_LIMIT: usize = 16 * 1024;
-/// Bytes of encoded trees the writer keeps in memory (see [`TreeBytesCache`]). At a million keys
-/// under one prefix every tree a write can touch is about 55 MB encoded, so random writes over
-/// that keyspace still find their trees here rather than in the database.
-const WRITER_TREE_CACHE_BYTES: usize = 64 << 20;
+/// Bytes of resolved trees kept in memory (see [`TreeBytesCache`]): trees read from the database,
+/// deltas applied, for the writer's directories it loads again after unloading them (`tree.rs`)
+/// and for readers.
+const WRITER_TREE_CACHE_BYTES: usize = 32 << 20;
 
 /// Bytes of an id that are the content hash; the locator follows.
 const HASH_LEN: usize = ID_LEN - 8;
@@ -377,21 +377,11 @@ impl RedbBackend {
     }
 
     /// Writes the tree `id` encoded by [`encode_tree`] as `bytes` (the writer's hot path; `id`
-    /// is [`located_id`] of them), keeping its bytes for the next revisions, which start from
-    /// it. `delta`, when given, is how it is stored instead of whole (with its depth; see
-    /// `delta.rs`).
+    /// is [`located_id`] of them). `delta`, when given, is how it is stored instead of whole
+    /// (with its depth; see `delta.rs`). The writer keeps what it writes loaded (`tree.rs`), so
+    /// the bytes are not cached.
     pub(crate) fn put_tree_bytes(&self, id: &TreeId, bytes: Vec<u8>, delta: Option<(Vec<u8>, u8)>) {
-        let (stored, depth) = match delta {
-            Some((delta, depth)) => (delta, depth),
-            None => (bytes.clone(), 0),
-        };
-        self.buffer.cache_tree_bytes(
-            id.clone(),
-            ResolvedTree {
-                bytes: Arc::from(bytes),
-                depth,
-            },
-        );
+        let stored = delta.map_or(bytes, |(delta, _)| delta);
         self.buffer
             .put(object_key(Kind::Tree, id.as_bytes()), stored);
     }
@@ -910,8 +900,9 @@ pub(crate) enum TreeEntryRef<'a> {
 pub(crate) fn encode_tree<'a>(
     entries: impl Iterator<Item = (&'a str, TreeEntryRef<'a>)>,
 ) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut entry = Vec::new();
+    // About what an entry with a short name and a located id takes.
+    let mut out = Vec::with_capacity(entries.size_hint().0 * 64);
+    let mut entry = Vec::with_capacity(128);
     for (name, value) in entries {
         entry.clear();
         put_bytes_field(&mut entry, 1, name.as_bytes());

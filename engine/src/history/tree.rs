@@ -98,10 +98,11 @@ impl WorkingTree {
 
     /// Writes the directories edited since the last write; returns the tree's id.
     pub(crate) fn write(&mut self, backend: &RedbBackend) -> TreeId {
-        let id = self
-            .root
-            .write(backend)
-            .unwrap_or_else(|| backend.empty_tree().clone());
+        let id = if self.root.write(backend) {
+            self.root.written_id().clone()
+        } else {
+            backend.empty_tree().clone()
+        };
         self.root_id = Some(id.clone());
         id
     }
@@ -351,21 +352,21 @@ impl Dir {
         Ok(())
     }
 
-    /// Writes this directory if it was edited, and the edited ones below it, first; returns its
-    /// id, `None` if it is empty.
-    fn write(&mut self, backend: &RedbBackend) -> Option<TreeId> {
+    /// Writes this directory if it was edited, and the edited ones below it, first; returns
+    /// whether it holds anything (its id is then [`Self::written_id`]).
+    fn write(&mut self, backend: &RedbBackend) -> bool {
         if !self.dirty {
-            return self.stored.as_ref().map(|(id, _)| id.clone());
+            return self.stored.is_some();
         }
         self.entries.retain(|_, slot| match slot {
-            Slot::Loaded(dir) => dir.write(backend).is_some(),
+            Slot::Loaded(dir) => dir.write(backend),
             Slot::File(_) | Slot::Stored(_) => true,
         });
         self.dirty = false;
         if self.entries.is_empty() {
             self.stored = None;
             self.touched.clear();
-            return None;
+            return false;
         }
         let locator = self
             .entries
@@ -386,8 +387,8 @@ impl Dir {
             .and_then(|(base, depth)| self.delta_over(backend, base, *depth, &id, touched));
         let depth = delta.as_ref().map_or(0, |(_, depth)| *depth);
         backend.put_tree_bytes(&id, bytes, delta);
-        self.stored = Some((id.clone(), depth));
-        Some(id)
+        self.stored = Some((id, depth));
+        true
     }
 
     /// The delta (and its depth) that stores the tree `id` over `base` (stored as a chain of

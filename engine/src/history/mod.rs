@@ -94,10 +94,7 @@ impl Recording {
         let thread_feed = Arc::clone(&feed);
         let thread = std::thread::Builder::new()
             .name("cairn-history".to_owned())
-            .spawn(move || {
-                writer::lower_priority();
-                writer::run(recorder, &thread_feed, &|| store.get(), &retention);
-            })?;
+            .spawn(move || writer::run(recorder, &thread_feed, &|| store.get(), &retention))?;
         Ok(Self {
             history,
             feed,

@@ -584,25 +584,6 @@ impl Recorder {
     }
 }
 
-/// How much nicer the history thread is than the process: it yields the CPU to the request
-/// path when both want it and catches up in the gaps (as a database's background compaction
-/// does). Its lag, reported by status and metrics, is the price.
-const HISTORY_NICENESS: i32 = 10;
-/// The highest nice value there is.
-const MAX_NICE: i32 = 19;
-
-/// Lowers the calling thread's CPU priority by [`HISTORY_NICENESS`] (on Linux a nice value is
-/// per thread); a failure only costs throughput, so it is logged and ignored.
-pub(crate) fn lower_priority() {
-    let thread = Some(rustix::thread::gettid());
-    let result = rustix::process::getpriority_process(thread).and_then(|nice| {
-        rustix::process::setpriority_process(thread, (nice + HISTORY_NICENESS).min(MAX_NICE))
-    });
-    if let Err(err) = result {
-        tracing::warn!(%err, "could not lower the history thread's priority");
-    }
-}
-
 /// The history thread's loop: runs until the feed is stopped.
 pub(crate) fn run(
     mut recorder: Recorder,

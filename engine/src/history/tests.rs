@@ -105,9 +105,18 @@ impl Fixture {
 
     /// Records everything into a fresh history database in `dir`.
     fn record(&self, dir: &std::path::Path) -> History {
+        self.record_in_rounds(dir, None)
+    }
+
+    /// Records with rounds of `(changes, loaded entries kept)` when given (see
+    /// `Recorder::with_small_rounds`), else as the node does.
+    fn record_in_rounds(&self, dir: &std::path::Path, rounds: Option<(usize, usize)>) -> History {
         let db = Arc::new(HistoryDb::open(&dir.join("history.redb")).expect("history db"));
         let progress = Arc::new(Progress::default());
         let mut recorder = Recorder::new(Arc::clone(&db), Arc::clone(&progress)).expect("recorder");
+        if let Some((changes, loaded)) = rounds {
+            recorder = recorder.with_small_rounds(changes, loaded);
+        }
         recorder
             .catch_up(
                 &self.store,
@@ -363,6 +372,34 @@ proptest! {
         // Again from the database alone (no cached trees): deltas resolve to the same trees.
         drop(history);
         check_against_model(&fixture, &reopen(dir.path()));
+    }
+
+    /// Recorded in many small rounds, with the working tree unloading directories between
+    /// them (all it can, or some): every revision still matches the model, read back from disk,
+    /// and the commit ids are those of a recording in one round.
+    #[test]
+    fn histories_recorded_in_small_rounds_match_the_model(
+        ops in proptest::collection::vec((0u8..3, 0u8..100, any::<u8>()), 1..150),
+        changes in 1usize..20,
+        loaded in prop_oneof![Just(0usize), Just(40)],
+    ) {
+        let mut fixture = Fixture::new();
+        for (op, key, value) in ops {
+            // Two directories of up to 50 keys: they shard, and merge back as keys go.
+            let key = format!("/p/{}/{}", key % 2, key).into_bytes();
+            match op {
+                0 | 1 => fixture.put(&key, &[value]),
+                _ => fixture.delete(&key, b""),
+            }
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let history = fixture.record_in_rounds(dir.path(), Some((changes, loaded)));
+        let head = history.status().expect("status").head_commit_id;
+        drop(history);
+        check_against_model(&fixture, &reopen(dir.path()));
+        let at_once = tempfile::tempdir().expect("tempdir");
+        let history = fixture.record(at_once.path());
+        prop_assert_eq!(history.status().expect("status").head_commit_id, head);
     }
 }
 

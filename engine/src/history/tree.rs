@@ -69,6 +69,11 @@ impl WorkingTree {
         }
     }
 
+    /// How many entries it keeps loaded between rounds.
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
+    }
+
     /// Makes the working tree hold `base` (the head's tree): kept as it is when it already
     /// does, loaded afresh otherwise.
     pub(crate) fn begin(&mut self, backend: &RedbBackend, base: &TreeId) -> BackendResult<()> {

@@ -138,6 +138,8 @@ pub(crate) struct Recorder {
     last_durable: Instant,
     /// The head's tree, loaded where the last revisions edited it.
     working: WorkingTree,
+    /// Changes read from the store per round (one write transaction).
+    changes_per_round: usize,
 }
 
 impl Recorder {
@@ -155,7 +157,17 @@ impl Recorder {
             progress,
             last_durable: Instant::now(),
             working: WorkingTree::default(),
+            changes_per_round: CHANGES_PER_TRANSACTION,
         })
+    }
+
+    /// Records in rounds of about `changes` changes, with a working tree that keeps at most
+    /// `loaded` entries between rounds (tests: many rounds, directories unloaded and reloaded).
+    #[cfg(test)]
+    pub(crate) fn with_small_rounds(mut self, changes: usize, loaded: usize) -> Self {
+        self.changes_per_round = changes;
+        self.working = WorkingTree::with_limit(loaded);
+        self
     }
 
     pub(crate) fn head_revision(&self) -> i64 {
@@ -198,7 +210,7 @@ impl Recorder {
             return Ok(1);
         }
         let revisions = store
-            .recorded_revisions(self.head.revision + 1, CHANGES_PER_TRANSACTION)
+            .recorded_revisions(self.head.revision + 1, self.changes_per_round)
             .map_err(HistoryError::storage)?;
         let Some(first) = revisions.first() else {
             return Ok(0);
@@ -562,7 +574,7 @@ impl Recorder {
         else {
             return Ok(None);
         };
-        self.working = WorkingTree::default();
+        self.working = WorkingTree::with_limit(self.working.limit());
         self.head = retention::trim(
             &self.db,
             &self.head,

@@ -2,8 +2,8 @@
 # History on vs off under the same put load (docs/benchmarks.md, "History recording").
 # Alternates a single `cairn` member with --history=false and the default, $ROUNDS rounds (3),
 # fresh data dirs, and prints throughput, p99, the history head/lag from /metrics after the
-# run, the largest lag seen during it (sampled every 0.5 s) and the CPU time the server spent
-# (all threads, and the history thread alone).
+# run, the largest lag seen during it (sampled every 0.5 s), the CPU time the server spent
+# (all threads, and the history thread alone) and its peak RSS.
 # Needs release builds: cargo build --release -p cairn -p cairn-bench --bin cairn --bin loadgen
 set -euo pipefail
 B="$(cd "$(dirname "$0")/../.." && pwd)/target/release"
@@ -30,8 +30,9 @@ for round in $(seq 1 "${ROUNDS:-3}"); do
       echo "$(tr ' ' _ <"$task/comm") $(awk '{print $14 + $15}' "$task/stat")"
     done | awk '{all += $2; if ($1 == "cairn-history") history += $2}
       END {printf "server CPU %.1f s, history thread %.1f s", all / 100, history / 100}')
+    rss=$(awk '/^VmHWM/ {printf "peak RSS %d MiB", $2 / 1024}' /proc/"$pid"/status)
     result=$(python3 -c 'import json,sys; op=json.load(open(sys.argv[1]))["ops"][0]; print(round(op["throughput"]), "req/s, p99", op["latency_ms"]["p99"], "ms")' "$WORK/out.json")
-    echo "round $round history=$history: $result; $cpu; $metrics; max lag $(cat "$WORK/max-lag" 2>/dev/null || echo 0)"
+    echo "round $round history=$history: $result; $cpu; $rss; $metrics; max lag $(cat "$WORK/max-lag" 2>/dev/null || echo 0)"
     rm -f "$WORK/max-lag"
     kill "$pid"
     wait "$pid" 2>/dev/null || true

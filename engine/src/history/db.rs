@@ -19,6 +19,17 @@ pub(crate) struct HistoryDb {
     pub path: PathBuf,
 }
 
+/// redb's page cache for the history database. redb's default (1 GiB) lets the cache grow with
+/// the database; recording touches the newest pages and the writer keeps its own trees
+/// (`tree.rs`), so a small cache costs little and bounds the memory history takes.
+const CACHE_BYTES: usize = 32 << 20;
+
+fn builder() -> redb::Builder {
+    let mut builder = redb::Builder::new();
+    builder.set_cache_size(CACHE_BYTES);
+    builder
+}
+
 /// Where the history database of a data dir lives.
 pub fn history_path(data_dir: &Path) -> PathBuf {
     data_dir.join("member").join("history.redb")
@@ -30,7 +41,7 @@ impl HistoryDb {
     /// one started: history is derived, and the history thread records it again from the
     /// store.
     pub(crate) fn open(path: &Path) -> HistoryResult<Self> {
-        let db = Database::create(path)?;
+        let db = builder().create(path)?;
         if !has_current_format(&db)? {
             drop(db);
             let aside = path.with_extension("redb.format1");
@@ -68,7 +79,7 @@ impl HistoryDb {
                 path.display()
             )));
         }
-        let db = Database::open(path).map_err(|err| match err {
+        let db = builder().open(path).map_err(|err| match err {
             redb::DatabaseError::DatabaseAlreadyOpen => HistoryError::Storage(format!(
                 "{} is in use (is the server still running? use --endpoints)",
                 path.display()

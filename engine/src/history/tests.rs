@@ -104,6 +104,20 @@ impl Fixture {
     }
 
     /// Records everything into a fresh history database in `dir`.
+    /// A store after `ops`: (0 or 1: put, 2: delete; key number; value byte), the key number
+    /// named by `key`.
+    fn from_ops(ops: Vec<(u8, u8, u8)>, key: impl Fn(u8) -> String) -> Self {
+        let mut fixture = Self::new();
+        for (op, number, value) in ops {
+            let key = key(number).into_bytes();
+            match op {
+                0 | 1 => fixture.put(&key, &[value]),
+                _ => fixture.delete(&key, b""),
+            }
+        }
+        fixture
+    }
+
     fn record(&self, dir: &std::path::Path) -> History {
         self.record_in_rounds(dir, None)
     }
@@ -358,14 +372,7 @@ proptest! {
     #[test]
     fn random_histories_match_the_model(ops in proptest::collection::vec(
         (0u8..3, 0u8..12, any::<u8>()), 1..60)) {
-        let mut fixture = Fixture::new();
-        for (op, key, value) in ops {
-            let key = format!("/p/{}/{}", key % 3, key).into_bytes();
-            match op {
-                0 | 1 => fixture.put(&key, &[value]),
-                _ => fixture.delete(&key, b""),
-            }
-        }
+        let fixture = Fixture::from_ops(ops, |key| format!("/p/{}/{}", key % 3, key));
         let dir = tempfile::tempdir().expect("tempdir");
         let history = fixture.record(dir.path());
         check_against_model(&fixture, &history);
@@ -383,15 +390,8 @@ proptest! {
         changes in 1usize..20,
         loaded in prop_oneof![Just(0usize), Just(40)],
     ) {
-        let mut fixture = Fixture::new();
-        for (op, key, value) in ops {
-            // Two directories of up to 50 keys: they shard, and merge back as keys go.
-            let key = format!("/p/{}/{}", key % 2, key).into_bytes();
-            match op {
-                0 | 1 => fixture.put(&key, &[value]),
-                _ => fixture.delete(&key, b""),
-            }
-        }
+        // Two directories of up to 50 keys: they shard, and merge back as keys go.
+        let fixture = Fixture::from_ops(ops, |key| format!("/p/{}/{}", key % 2, key));
         let dir = tempfile::tempdir().expect("tempdir");
         let history = fixture.record_in_rounds(dir.path(), Some((changes, loaded)));
         let head = history.status().expect("status").head_commit_id;

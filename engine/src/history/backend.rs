@@ -195,8 +195,8 @@ impl ObjectBuffer {
     pub(crate) fn flush_into(&self, txn: &WriteTransaction) -> Result<u64, redb::Error> {
         let pending =
             std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
-        // In key order: the keys start with their locator, so the rows are appended where the
-        // table ends rather than scattered over its last pages.
+        // In key order (kind, then locator): each kind's rows are appended where its part of
+        // the table ends rather than scattered over its last pages.
         let mut pending: Vec<(Vec<u8>, Stamped)> = pending.into_iter().collect();
         pending.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
         let mut bytes = 0u64;
@@ -378,10 +378,10 @@ impl RedbBackend {
 
     /// Writes the tree `id` encoded by [`encode_tree`] as `bytes` (the writer's hot path; `id`
     /// is [`located_id`] of them). `delta`, when given, is how it is stored instead of whole
-    /// (with its depth; see `delta.rs`). The writer keeps what it writes loaded (`tree.rs`), so
-    /// the bytes are not cached.
-    pub(crate) fn put_tree_bytes(&self, id: &TreeId, bytes: Vec<u8>, delta: Option<(Vec<u8>, u8)>) {
-        let stored = delta.map_or(bytes, |(delta, _)| delta);
+    /// (`delta.rs`). The writer keeps what it writes loaded (`tree.rs`), so the bytes are not
+    /// cached.
+    pub(crate) fn put_tree_bytes(&self, id: &TreeId, bytes: Vec<u8>, delta: Option<Vec<u8>>) {
+        let stored = delta.unwrap_or(bytes);
         self.buffer
             .put(object_key(Kind::Tree, id.as_bytes()), stored);
     }

@@ -390,7 +390,7 @@ impl Dir {
             .stored
             .as_ref()
             .and_then(|(base, depth)| self.delta_over(backend, base, *depth, &id, touched));
-        let depth = delta.as_ref().map_or(0, |(_, depth)| *depth);
+        let (delta, depth) = delta.map_or((None, 0), |(delta, depth)| (Some(delta), depth));
         backend.put_tree_bytes(&id, bytes, delta);
         self.stored = Some((id, depth));
         true

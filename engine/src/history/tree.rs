@@ -386,10 +386,12 @@ impl Dir {
         );
         let id = TreeId::new(located_id(locator, &bytes));
         let touched = std::mem::take(&mut self.touched);
+        // A delta names its base (33 bytes): over a small tree it can be the larger form.
         let delta = self
             .stored
             .as_ref()
-            .and_then(|(base, depth)| self.delta_over(backend, base, *depth, &id, touched));
+            .and_then(|(base, depth)| self.delta_over(backend, base, *depth, &id, touched))
+            .filter(|(delta, _)| delta.len() < bytes.len());
         let (delta, depth) = delta.map_or((None, 0), |(delta, depth)| (Some(delta), depth));
         backend.put_tree_bytes(&id, bytes, delta);
         self.stored = Some((id, depth));

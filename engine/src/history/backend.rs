@@ -74,7 +74,7 @@ const TREE_CACHE_LIMIT: usize = 16 * 1024;
 /// Bytes of resolved trees kept in memory (see [`TreeBytesCache`]): trees read from the database,
 /// deltas applied, for the writer's directories it loads again after unloading them (`tree.rs`)
 /// and for readers.
-const WRITER_TREE_CACHE_BYTES: usize = 32 << 20;
+const RESOLVED_TREE_CACHE_BYTES: usize = 32 << 20;
 
 /// Bytes of an id that are the content hash; the locator follows.
 const HASH_LEN: usize = ID_LEN - 8;
@@ -123,11 +123,11 @@ pub(crate) struct ObjectBuffer {
     /// The revision being recorded: stamped on objects written now.
     writing: std::sync::atomic::AtomicI64,
     trees: Mutex<HashMap<TreeId, Arc<Tree>>>,
-    /// Encoded trees for the writer.
+    /// Resolved trees, for the writer's reloads and for readers.
     tree_bytes: Mutex<TreeBytesCache>,
 }
 
-/// The writer's cache of encoded trees, bounded in bytes: two generations, the young one
+/// The cache of resolved trees (full encodings, deltas applied), bounded in bytes: two generations, the young one
 /// filled by inserts and hits, retired wholesale when it holds half the budget (an LRU's effect
 /// for the price of a hash map).
 #[derive(Default)]
@@ -160,7 +160,7 @@ impl TreeBytesCache {
             return;
         }
         self.young_bytes += size;
-        if self.young_bytes > WRITER_TREE_CACHE_BYTES / 2 {
+        if self.young_bytes > RESOLVED_TREE_CACHE_BYTES / 2 {
             self.old = std::mem::take(&mut self.young);
             self.young_bytes = 0;
         }
@@ -441,7 +441,7 @@ impl RedbBackend {
         Ok(tree)
     }
 
-    /// The entries of a tree, for editing: through the writer's cache of encoded trees and
+    /// The entries of a tree, for editing: through the cache of resolved trees and
     /// [`decode_plain_tree`], or the general decoding for a tree that holds anything else.
     pub(crate) fn tree_entries(&self, id: &TreeId) -> BackendResult<Vec<(String, PlainEntry)>> {
         Ok(self.tree_entries_and_depth(id)?.0)

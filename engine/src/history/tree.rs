@@ -431,6 +431,14 @@ impl Dir {
         Some((delta::encode(depth, base.as_bytes(), edits), depth))
     }
 
+    /// The id of a directory written since its last edit.
+    fn written_id(&self) -> &TreeId {
+        match &self.stored {
+            Some((id, _)) if !self.dirty => id,
+            _ => unreachable!("directories are written before their parent"),
+        }
+    }
+
     /// Unloads the directories below this one not edited in `round`; returns how many entries
     /// the ones still loaded hold.
     fn unload_unused(&mut self, round: u64) -> usize {
@@ -467,20 +475,8 @@ impl Slot {
 
     /// The id of a written slot.
     fn id(&self) -> &[u8] {
-        match self {
-            Slot::File(id) => id.as_bytes(),
-            Slot::Stored(id) => id.as_bytes(),
-            Slot::Loaded(dir) => dir.written_id().as_bytes(),
-        }
-    }
-}
-
-impl Dir {
-    /// The id of a directory written since its last edit.
-    fn written_id(&self) -> &TreeId {
-        match &self.stored {
-            Some((id, _)) if !self.dirty => id,
-            _ => unreachable!("directories are written before their parent"),
+        match self.entry() {
+            TreeEntryRef::File(id) | TreeEntryRef::Tree(id) => id,
         }
     }
 }

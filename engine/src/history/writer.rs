@@ -66,6 +66,11 @@ struct FeedState {
     /// The last revision of each applied batch not yet recorded, oldest first.
     marks: VecDeque<i64>,
     stop: bool,
+    /// The history thread waits for work (in [`Feed::wait`]): batches wake it until it finds
+    /// one past its head (it may have recorded from the store ahead of the feed). At any other
+    /// time it is recording or letting revisions gather, and waking it would only cost both
+    /// sides a futex call and a context switch per applied batch.
+    idle: bool,
 }
 
 impl Feed {
@@ -78,7 +83,9 @@ impl Feed {
                 state.marks.pop_front();
             }
             state.marks.push_back(revision);
-            self.wake.notify_one();
+            if state.idle {
+                self.wake.notify_one();
+            }
         }
     }
 
@@ -110,13 +117,15 @@ impl Feed {
     /// Waits until something past `head` was applied (or a second passed); returns the marks
     /// and whether to stop.
     fn wait(&self, head: i64) -> (VecDeque<i64>, bool) {
-        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.idle = true;
         let (mut state, _) = self
             .wake
             .wait_timeout_while(state, DURABLE_EVERY, |state| {
                 !state.stop && state.applied <= head
             })
             .unwrap_or_else(PoisonError::into_inner);
+        state.idle = false;
         (std::mem::take(&mut state.marks), state.stop)
     }
 }

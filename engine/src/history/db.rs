@@ -37,12 +37,16 @@ pub fn history_path(data_dir: &Path) -> PathBuf {
 
 impl HistoryDb {
     /// Opens (creating if missing) the database at `path`, with every table present. A
-    /// database of an older format is set aside (renamed `*.format1`, never deleted) and a new
-    /// one started: history is derived, and the history thread records it again from the
-    /// store.
+    /// database of format 2 is migrated in place (`key_log` split into spans). One of an older
+    /// format is set aside (renamed `*.format1`, never deleted) and a new one started: history
+    /// is derived, and the history thread records it again from the store.
     pub(crate) fn open(path: &Path) -> HistoryResult<Self> {
         let db = builder().create(path)?;
-        if !has_current_format(&db)? {
+        let format = format_of(&db)?;
+        if format == Format::Unspanned {
+            migrate_unspanned(&db)?;
+        }
+        if format == Format::Older {
             drop(db);
             let aside = path.with_extension("redb.format1");
             tracing::warn!(
@@ -86,12 +90,21 @@ impl HistoryDb {
             )),
             other => HistoryError::storage(other),
         })?;
-        if !has_current_format(&db)? {
-            return Err(HistoryError::Storage(format!(
-                "{} has an older format: start the server (it records history again) or run \
-                 `cairn history rebuild`",
-                path.display()
-            )));
+        match format_of(&db)? {
+            Format::Current => {}
+            Format::Unspanned => {
+                return Err(HistoryError::Storage(format!(
+                    "{} has an older format: start the server once (it migrates it in place)",
+                    path.display()
+                )));
+            }
+            Format::Older => {
+                return Err(HistoryError::Storage(format!(
+                    "{} has an older format: start the server (it records history again) or \
+                     run `cairn history rebuild`",
+                    path.display()
+                )));
+            }
         }
         Ok(Self::wrap(db, path))
     }
@@ -120,18 +133,58 @@ impl HistoryDb {
     }
 }
 
-/// Whether `db` is new (nothing recorded) or of the current format.
-fn has_current_format(db: &Database) -> HistoryResult<bool> {
+/// What a database's layout needs before use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    /// New (nothing recorded) or of the current format.
+    Current,
+    /// Format 2: `key_log` without spans, migrated in place.
+    Unspanned,
+    /// Before located ids: set aside, history recorded again.
+    Older,
+}
+
+fn format_of(db: &Database) -> HistoryResult<Format> {
     let txn = db.begin_read()?;
     let meta = match txn.open_table(index::META) {
         Ok(meta) => meta,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(true),
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Format::Current),
         Err(err) => return Err(err.into()),
     };
-    if let Some(format) = meta.get(index::META_FORMAT)? {
-        return Ok(format.value() == index::FORMAT);
+    Ok(match meta.get(index::META_FORMAT)? {
+        Some(format) if format.value() == index::FORMAT => Format::Current,
+        Some(format) if format.value() == index::FORMAT_UNSPANNED => Format::Unspanned,
+        Some(_) => Format::Older,
+        None if meta.get(index::META_HEAD)?.is_none() => Format::Current,
+        None => Format::Older,
+    })
+}
+
+/// Format 2 → 3: every `key_log` row moves into its span (one transaction: a crash leaves
+/// format 2, migrated again at the next start).
+fn migrate_unspanned(db: &Database) -> HistoryResult<()> {
+    let txn = db.begin_write()?;
+    let mut moved = 0u64;
+    {
+        let old = txn.open_table(index::KEY_LOG_FORMAT2)?;
+        let mut new = txn.open_table(index::KEY_LOG)?;
+        for row in old.iter()? {
+            let (row_key, value) = row?;
+            let (key, revision) = index::split_unspanned_key_log_key(row_key.value())
+                .ok_or_else(|| HistoryError::Corrupt("undecodable key_log key".to_owned()))?;
+            new.insert(index::key_log_key(&key, revision).as_slice(), value.value())?;
+            moved += 1;
+        }
     }
-    Ok(meta.get(index::META_HEAD)?.is_none())
+    txn.delete_table(index::KEY_LOG_FORMAT2)?;
+    txn.open_table(index::META)?
+        .insert(index::META_FORMAT, index::FORMAT)?;
+    txn.commit()?;
+    tracing::info!(
+        rows = moved,
+        "history database migrated to format 3 (key_log spans)"
+    );
+    Ok(())
 }
 
 pub(crate) fn read_head(

@@ -7,14 +7,21 @@
 //! revisions   rev i64                           postcard RevisionRecord (commit, tree, time,
 //!                                               raft log id, origin, number of changes)
 //! changed     rev i64 | seq u32                 kind u8 (1 put, 0 delete) | key bytes
-//! key_log     esc(key) | rev i64                kind u8 | file id (32 bytes, puts only)
+//! key_log     span u64 | esc(key) | rev i64      kind u8 | file id (32 bytes, puts only)
 //! operations  seq u64                           postcard OperationRecord (op id, revisions)
 //! meta        name (ASCII)                      see `Head`
 //! ```
 //!
 //! Integers are big-endian with the sign bit flipped, so byte order is numeric order.
-//! `esc(key)` doubles 0x00 bytes (00 → 00 FF) and ends with 00 01, so one key's rows are
-//! contiguous, in revision order, and a key prefix is a byte prefix of every longer key.
+//! `esc(key)` doubles 0x00 bytes (00 → 00 FF) and ends with 00 01, so within a span one key's
+//! rows are contiguous, in revision order, and a key prefix is a byte prefix of every longer key.
+//!
+//! `key_log` is split into *spans* of [`KEY_LOG_SPAN`] revisions (`span` = revision / span
+//! length, big-endian). Recording inserts only into the newest span, which stays small whatever
+//! the number of keys: a key's row no longer lands on a random page of one table as large as
+//! the whole history (at 1M keys that made recording 1.7× slower). A query for one key seeks
+//! once per span it covers, newest first, and stops at its limit. Values at a revision and
+//! blame come from the trees (a file id's locator is the key's mod revision), not from here.
 
 use jj_lib::backend::{CommitId, TreeId};
 use redb::TableDefinition;
@@ -26,14 +33,25 @@ pub(crate) type BytesTable = TableDefinition<'static, &'static [u8], &'static [u
 
 pub(crate) const REVISIONS: BytesTable = TableDefinition::new("revisions");
 pub(crate) const CHANGED: BytesTable = TableDefinition::new("changed");
-pub(crate) const KEY_LOG: BytesTable = TableDefinition::new("key_log");
+pub(crate) const KEY_LOG: BytesTable = TableDefinition::new("key_log_spans");
+/// `key_log` of format 2: `esc(key) | rev`, one span (migrated at open, see `db.rs`).
+pub(crate) const KEY_LOG_FORMAT2: BytesTable = TableDefinition::new("key_log");
 pub(crate) const OPERATIONS: BytesTable = TableDefinition::new("operations");
 pub(crate) const META: BytesTable = TableDefinition::new("meta");
 
 pub(crate) const META_HEAD: &[u8] = b"head";
 /// The layout of ids and keys (`backend.rs`); a database without it predates located ids.
 pub(crate) const META_FORMAT: &[u8] = b"format";
-pub(crate) const FORMAT: &[u8] = b"2";
+pub(crate) const FORMAT: &[u8] = b"3";
+/// The format before `key_log` had spans: migrated in place at open.
+pub(crate) const FORMAT_UNSPANNED: &[u8] = b"2";
+
+/// Revisions per `key_log` span.
+#[cfg(not(test))]
+pub(crate) const KEY_LOG_SPAN: i64 = 1 << 14;
+/// Tests cross spans every few revisions.
+#[cfg(test)]
+pub(crate) const KEY_LOG_SPAN: i64 = 4;
 
 /// One recorded revision.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,15 +141,31 @@ pub(crate) fn escape_key(key: &[u8], terminate: bool) -> Vec<u8> {
     out
 }
 
+/// The `key_log` span of `revision` (revisions are positive; anything else is in span 0).
+pub(crate) fn key_log_span(revision: i64) -> u64 {
+    u64::try_from(revision / KEY_LOG_SPAN).unwrap_or(0)
+}
+
 /// `key_log` row key.
 pub(crate) fn key_log_key(key: &[u8], revision: i64) -> Vec<u8> {
-    let mut out = escape_key(key, true);
+    key_log_key_in(key_log_span(revision), key, revision)
+}
+
+/// A `key_log` key in `span` (bounds of a range within one span).
+pub(crate) fn key_log_key_in(span: u64, key: &[u8], revision: i64) -> Vec<u8> {
+    let mut out = span.to_be_bytes().to_vec();
+    out.extend_from_slice(&escape_key(key, true));
     out.extend_from_slice(&encode_i64(revision));
     out
 }
 
 /// Splits a `key_log` row key into the key and the revision.
 pub(crate) fn split_key_log_key(bytes: &[u8]) -> Option<(Vec<u8>, i64)> {
+    split_unspanned_key_log_key(bytes.get(8..)?)
+}
+
+/// Splits a format-2 `key_log` row key (no span) into the key and the revision.
+pub(crate) fn split_unspanned_key_log_key(bytes: &[u8]) -> Option<(Vec<u8>, i64)> {
     let (escaped, revision) = bytes.split_at(bytes.len().checked_sub(8)?);
     let revision = decode_i64(revision)?;
     let escaped = escaped.strip_suffix(&[0, 1])?;
@@ -177,7 +211,17 @@ mod tests {
         fn key_log_keys_round_trip(key in proptest::collection::vec(any::<u8>(), 0..16), rev in any::<i64>()) {
             let encoded = key_log_key(&key, rev);
             prop_assert_eq!(split_key_log_key(&encoded), Some((key.clone(), rev)));
-            prop_assert!(encoded.starts_with(&escape_key(&key, false)));
+            let span = key_log_span(rev);
+            prop_assert!(encoded[8..].starts_with(&escape_key(&key, false)));
+            prop_assert_eq!(encoded, key_log_key_in(span, &key, rev));
+        }
+
+        #[test]
+        fn spans_sort_newer_after_older(a in proptest::collection::vec(any::<u8>(), 0..6),
+                                        b in proptest::collection::vec(any::<u8>(), 0..6),
+                                        r1 in 1i64..1 << 20, r2 in 1i64..1 << 20) {
+            prop_assume!(key_log_span(r1) < key_log_span(r2));
+            prop_assert!(key_log_key(&a, r1) < key_log_key(&b, r2));
         }
 
         #[test]
@@ -186,9 +230,9 @@ mod tests {
         }
 
         #[test]
-        fn one_keys_rows_are_contiguous(a in proptest::collection::vec(any::<u8>(), 0..6),
+        fn one_keys_rows_are_contiguous_in_a_span(a in proptest::collection::vec(any::<u8>(), 0..6),
                                         b in proptest::collection::vec(any::<u8>(), 0..6),
-                                        r1 in 0i64..100, r2 in 0i64..100) {
+                                        r1 in 0i64..KEY_LOG_SPAN, r2 in 0i64..KEY_LOG_SPAN) {
             // Rows of a sort entirely before or after rows of b: the key decides, not the revision.
             prop_assume!(a != b);
             let order = key_log_key(&a, r1).cmp(&key_log_key(&b, r2));

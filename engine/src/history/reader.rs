@@ -15,6 +15,7 @@ use bytes::Bytes;
 use jj_lib::backend::{FileId, TreeId};
 use jj_lib::hex_util::encode_hex;
 
+use jj_lib::object_id::ObjectId as _;
 use jj_lib::op_store::OperationId;
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 
@@ -22,8 +23,8 @@ use super::db::{HistoryDb, history_path};
 use super::index::{self, Head, OperationRecord, RevisionRecord};
 use super::writer::Progress;
 use super::{
-    At, BlameLine, ChangeKind, HistoryError, HistoryResult, HistoryStatus, KeyChange, KeyDiff,
-    KeyVersion, LogQuery, OperationEntry, RevisionDetail, RevisionEntry,
+    At, BlameLine, HistoryError, HistoryResult, HistoryStatus, KeyChange, KeyDiff, KeyVersion,
+    LogQuery, OperationEntry, RevisionDetail, RevisionEntry,
 };
 
 /// Default page size of `log` and `oplog`.
@@ -176,18 +177,27 @@ impl History {
         }
         match (&query.key, query.prefix) {
             (Some(key), false) => {
-                let from = index::key_log_key(key, min);
-                let to = index::key_log_key(key, max);
-                for row in view
-                    .key_log
-                    .range::<&[u8]>(from.as_slice()..=to.as_slice())?
-                    .rev()
-                    .take(limit)
-                {
-                    let (row_key, _) = row?;
-                    let (_, revision) = index::split_key_log_key(row_key.value())
-                        .ok_or_else(|| corrupt("key_log key"))?;
-                    revisions.push(revision);
+                // Newest span first; a span's rows for the key are contiguous.
+                let oldest_span = index::key_log_span(min);
+                let mut span = index::key_log_span(max);
+                while revisions.len() < limit {
+                    let from = index::key_log_key_in(span, key, min);
+                    let to = index::key_log_key_in(span, key, max);
+                    for row in view
+                        .key_log
+                        .range::<&[u8]>(from.as_slice()..=to.as_slice())?
+                        .rev()
+                        .take(limit - revisions.len())
+                    {
+                        let (row_key, _) = row?;
+                        let (_, revision) = index::split_key_log_key(row_key.value())
+                            .ok_or_else(|| corrupt("key_log key"))?;
+                        revisions.push(revision);
+                    }
+                    if span <= oldest_span {
+                        break;
+                    }
+                    span -= 1;
                 }
             }
             (prefix, _) => {
@@ -291,7 +301,31 @@ impl History {
     ) -> HistoryResult<Vec<KeyVersion>> {
         let view = self.view()?;
         let revision = resolve(&view, at)?;
-        let Some(record) = revision_record(&view, revision)? else {
+        let backend = &self.inner.db.backend;
+        self.files_under(&view, revision, prefix, after, limit)?
+            .into_iter()
+            .map(|(key, file)| {
+                Ok(KeyVersion {
+                    value: Bytes::from(backend.file(&file)?),
+                    key: Bytes::from(key),
+                    mod_revision: file_revision(&file),
+                    revision,
+                })
+            })
+            .collect()
+    }
+
+    /// Every key under `prefix` present at `revision`, with its file, in key order, starting
+    /// after `after` (exclusive; empty = from the start), at most `limit` (0 = all).
+    fn files_under(
+        &self,
+        view: &View,
+        revision: i64,
+        prefix: &[u8],
+        after: &[u8],
+        limit: usize,
+    ) -> HistoryResult<Vec<(Vec<u8>, FileId)>> {
+        let Some(record) = revision_record(view, revision)? else {
             return Ok(Vec::new());
         };
         let backend = &self.inner.db.backend;
@@ -315,20 +349,7 @@ impl History {
         if limit > 0 {
             found.truncate(limit);
         }
-        found
-            .into_iter()
-            .map(|(key, file)| {
-                let mod_revision = self
-                    .value_at(&view, &key, revision)?
-                    .map_or(revision, |(_, rev)| rev);
-                Ok(KeyVersion {
-                    value: Bytes::from(backend.file(&file)?),
-                    key: Bytes::from(key),
-                    mod_revision,
-                    revision,
-                })
-            })
-            .collect()
+        Ok(found)
     }
 
     /// For each key under `prefix` present at `at` (default head), the revision that last
@@ -347,45 +368,22 @@ impl History {
             }
             None => view.head.revision,
         };
-        let start = index::escape_key(prefix, false);
-        let mut lines = Vec::new();
-        let mut current: Option<(Vec<u8>, i64, ChangeKind)> = None;
-        let flush = |entry: Option<(Vec<u8>, i64, ChangeKind)>,
-                     lines: &mut Vec<BlameLine>|
-         -> HistoryResult<()> {
-            if let Some((key, revision, ChangeKind::Put)) = entry {
-                let record =
-                    revision_record(&view, revision)?.ok_or_else(|| corrupt("revision row"))?;
-                lines.push(BlameLine {
+        // A file id's locator is the revision that wrote the value: the key's last change.
+        self.files_under(&view, at, prefix, &[], limit)?
+            .into_iter()
+            .map(|(key, file)| {
+                let revision = file_revision(&file);
+                // Empty when retention trimmed that revision (the value is still kept).
+                let record = revision_record(&view, revision)?.unwrap_or_default();
+                Ok(BlameLine {
                     key: Bytes::from(key),
                     revision,
                     commit_id: encode_hex(&record.commit_id),
                     time_unix_ms: record.time_unix_ms,
                     origin: record.origin,
-                });
-            }
-            Ok(())
-        };
-        for row in view.key_log.range::<&[u8]>(start.as_slice()..)? {
-            let (row_key, value) = row?;
-            if !row_key.value().starts_with(&start) {
-                break;
-            }
-            let (key, revision) =
-                index::split_key_log_key(row_key.value()).ok_or_else(|| corrupt("key_log key"))?;
-            if current.as_ref().is_some_and(|(k, _, _)| *k != key) {
-                flush(current.take(), &mut lines)?;
-                if limit > 0 && lines.len() >= limit {
-                    return Ok(lines);
-                }
-            }
-            if revision <= at {
-                let kind = index::decode_kind(*value.value().first().unwrap_or(&0));
-                current = Some((key, revision, kind));
-            }
-        }
-        flush(current.take(), &mut lines)?;
-        Ok(lines)
+                })
+            })
+            .collect()
     }
 
     /// The newest `limit` operations (0 = 100), newest first.
@@ -415,33 +413,30 @@ impl History {
         Ok(entries)
     }
 
-    /// The value of `key` at `revision` and the revision that wrote it.
+    /// The value of `key` at `revision` and the revision that wrote it, from that revision's
+    /// tree.
     fn value_at(
         &self,
         view: &View,
         key: &[u8],
         revision: i64,
     ) -> HistoryResult<Option<(Bytes, i64)>> {
-        let from = index::key_log_key(key, i64::MIN);
-        let to = index::key_log_key(key, revision);
-        let Some(row) = view
-            .key_log
-            .range::<&[u8]>(from.as_slice()..=to.as_slice())?
-            .next_back()
-        else {
+        let Some(record) = revision_record(view, revision)? else {
             return Ok(None);
         };
-        let (row_key, value) = row?;
-        let (_, mod_revision) =
-            index::split_key_log_key(row_key.value()).ok_or_else(|| corrupt("key_log key"))?;
-        let value = value.value();
-        if index::decode_kind(*value.first().unwrap_or(&0)) == ChangeKind::Delete {
+        let backend = &self.inner.db.backend;
+        let root = TreeId::new(record.tree_id);
+        let Some(file) = super::tree::lookup(backend, &root, key)? else {
             return Ok(None);
-        }
-        let file = FileId::from_bytes(value.get(1..).unwrap_or_default());
-        let content = self.inner.db.backend.file(&file)?;
-        Ok(Some((Bytes::from(content), mod_revision)))
+        };
+        let content = backend.file(&file)?;
+        Ok(Some((Bytes::from(content), file_revision(&file))))
     }
+}
+
+/// The revision that wrote a file's value: its id's locator (`backend.rs`).
+fn file_revision(file: &FileId) -> i64 {
+    i64::try_from(super::backend::locator_of(file.as_bytes())).unwrap_or(i64::MAX)
 }
 
 fn corrupt(what: &str) -> HistoryError {

@@ -5,9 +5,8 @@
 //!   a batch at or after `N` (the `written` stamp of `backend.rs`); by induction over revisions,
 //!   every tree of a kept commit is made of exactly those. So are the trees a kept tree stored
 //!   as a delta is resolved through (`delta.rs`), down the chain. The rest is swept.
-//! - `key_log`: per key, the newest row before `N` survives when it is a put and `N` did not
-//!   change the key (it is the key's value at `N`); older rows go.
-//! - `revisions`, `changed`, `operations` rows before `N` go.
+//! - `key_log`, `revisions`, `changed`, `operations` rows before `N` go (a key's value at `N`
+//!   and the revision that wrote it come from `N`'s tree).
 //!
 //! The trim is itself recorded, as a jj operation ("trim history before revision N"), and the
 //! oldest kept commit keeps its parent id: history before it is simply not there any more.
@@ -201,8 +200,6 @@ pub(crate) fn trim(
             bases.push(next);
         }
     }
-    let key_log = read.open_table(index::KEY_LOG)?;
-    let doomed_key_rows = stale_key_rows(&key_log, keep_from)?;
     let operations = read.open_table(index::OPERATIONS)?;
     let mut doomed_operations = Vec::new();
     for row in operations.iter()? {
@@ -213,7 +210,7 @@ pub(crate) fn trim(
             doomed_operations.push(seq.value().to_vec());
         }
     }
-    drop((revisions, objects, key_log, operations));
+    drop((revisions, objects, operations));
     drop(read);
 
     let mut head = head.clone();
@@ -240,10 +237,7 @@ pub(crate) fn trim(
         for key in &doomed_objects {
             table.remove(key.as_slice())?;
         }
-        let mut table = txn.open_table(index::KEY_LOG)?;
-        for key in &doomed_key_rows {
-            table.remove(key.as_slice())?;
-        }
+        trim_key_log(&mut txn.open_table(index::KEY_LOG)?, keep_from)?;
         let mut table = txn.open_table(index::OPERATIONS)?;
         for key in &doomed_operations {
             table.remove(key.as_slice())?;
@@ -278,49 +272,26 @@ pub(crate) fn trim(
     Ok(head)
 }
 
-/// One key's `key_log` rows before the trim point (row key, is a put), and whether the key
-/// changed at the trim point.
-type KeyRows = (Vec<u8>, Vec<(Vec<u8>, bool)>, bool);
-
-/// `key_log` rows a trim before `keep_from` removes: per key, every row before it except the
-/// newest, which stays when it is a put and the key did not change at `keep_from` (then it is
-/// the key's value at `keep_from`).
-fn stale_key_rows(
-    key_log: &redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+/// Removes the `key_log` rows before `keep_from`: whole spans below its span, then the rows of
+/// its span that are older.
+fn trim_key_log(
+    key_log: &mut redb::Table<&'static [u8], &'static [u8]>,
     keep_from: i64,
-) -> HistoryResult<Vec<Vec<u8>>> {
-    let mut doomed = Vec::new();
-    // Per key: rows before keep_from (oldest first), and whether it changed at keep_from.
-    let mut current: Option<KeyRows> = None;
-    let finish = |entry: Option<KeyRows>, doomed: &mut Vec<Vec<u8>>| {
-        if let Some((_, mut rows, changed_at_point)) = entry {
-            let keep_last = !changed_at_point && rows.last().is_some_and(|(_, put)| *put);
-            if keep_last {
-                rows.pop();
-            }
-            doomed.extend(rows.into_iter().map(|(row, _)| row));
-        }
+) -> HistoryResult<()> {
+    let span = index::key_log_span(keep_from);
+    let span_start = span.to_be_bytes();
+    key_log.retain_in::<&[u8], _>(..span_start.as_slice(), |_, _| false)?;
+    let older = |row_key: &[u8], _: &[u8]| {
+        index::split_key_log_key(row_key).is_none_or(|(_, revision)| revision >= keep_from)
     };
-    for row in key_log.iter()? {
-        let (row_key, value) = row?;
-        let (key, revision) = index::split_key_log_key(row_key.value())
-            .ok_or_else(|| HistoryError::Corrupt("undecodable key_log key".to_owned()))?;
-        if current.as_ref().is_none_or(|(k, _, _)| *k != key) {
-            finish(current.take(), &mut doomed);
-            current = Some((key, Vec::new(), false));
+    match span.checked_add(1) {
+        Some(next) => {
+            let next_start = next.to_be_bytes();
+            key_log.retain_in::<&[u8], _>(span_start.as_slice()..next_start.as_slice(), older)?;
         }
-        let Some((_, rows, changed_at_point)) = current.as_mut() else {
-            continue;
-        };
-        if revision < keep_from {
-            let put = value.value().first() == Some(&1);
-            rows.push((row_key.value().to_vec(), put));
-        } else if revision == keep_from {
-            *changed_at_point = true;
-        }
+        None => key_log.retain_in::<&[u8], _>(span_start.as_slice().., older)?,
     }
-    finish(current.take(), &mut doomed);
-    Ok(doomed)
+    Ok(())
 }
 
 /// The `objects` key of the base of a tree stored as a delta; `row` is its `objects` value.

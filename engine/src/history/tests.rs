@@ -23,6 +23,8 @@ struct Fixture {
     store: Arc<MvccStore>,
     /// The model state after each revision.
     states: BTreeMap<i64, State>,
+    /// The revisions that changed each key (puts and deletes), oldest first.
+    changes: BTreeMap<Vec<u8>, Vec<i64>>,
     time: u64,
 }
 
@@ -37,6 +39,7 @@ impl Fixture {
             dir,
             store: Arc::new(store),
             states,
+            changes: BTreeMap::new(),
             time: 1_700_000_000_000,
         }
     }
@@ -69,10 +72,15 @@ impl Fixture {
             let mut state = self.states[&before].clone();
             match command {
                 Command::Put(put) => {
+                    self.changes
+                        .entry(put.key.to_vec())
+                        .or_default()
+                        .push(after);
                     state.insert(put.key.to_vec(), put.value.to_vec());
                 }
                 Command::DeleteRange(delete) => {
                     let end = delete.range_end.to_vec();
+                    let before = state.clone();
                     state.retain(|k, _| {
                         if end.is_empty() {
                             k.as_slice() != delete.key.as_ref()
@@ -80,6 +88,9 @@ impl Fixture {
                             k.as_slice() < delete.key.as_ref() || k.as_slice() >= end.as_slice()
                         }
                     });
+                    for key in before.keys().filter(|key| !state.contains_key(*key)) {
+                        self.changes.entry(key.clone()).or_default().push(after);
+                    }
                 }
                 _ => unreachable!("the model knows puts and deletes"),
             }
@@ -157,6 +168,10 @@ fn check_against_model(fixture: &Fixture, history: &History) {
     for (&revision, state) in &fixture.states {
         for key in &keys {
             let got = history.get(key, At::Revision(revision)).expect("get");
+            if let Some(kv) = &got {
+                let last = fixture.changes[key].iter().rev().find(|&&r| r <= revision);
+                assert_eq!(Some(&kv.mod_revision), last, "mod revision of {key:?}");
+            }
             assert_eq!(
                 got.map(|kv| kv.value.to_vec()),
                 state.get(key).cloned(),
@@ -186,6 +201,64 @@ fn check_against_model(fixture: &Fixture, history: &History) {
             let shown = history.show(revision).expect("show");
             assert_eq!(shown.entry.revision, revision);
             assert_eq!(shown.entry.origin.user, "alice");
+        }
+        // Blame: each key present, with the revision of its last change.
+        let blamed: Vec<(Vec<u8>, i64)> = history
+            .blame(b"", Some(revision), 0)
+            .expect("blame")
+            .into_iter()
+            .map(|line| (line.key.to_vec(), line.revision))
+            .collect();
+        let expected: Vec<(Vec<u8>, i64)> = state
+            .keys()
+            .map(|key| {
+                let last = fixture.changes[key].iter().rev().find(|&&r| r <= revision);
+                (key.clone(), *last.expect("a present key was put"))
+            })
+            .collect();
+        assert_eq!(blamed, expected, "blame at revision {revision}");
+    }
+    // The log of each key: every revision that changed it, newest first, across spans; also
+    // paged and bounded by revisions.
+    for (key, changed) in &fixture.changes {
+        let logged = |query: LogQuery| -> Vec<i64> {
+            history
+                .log(&LogQuery {
+                    key: Some(Bytes::copy_from_slice(key)),
+                    limit: usize::MAX,
+                    ..query
+                })
+                .expect("log")
+                .iter()
+                .map(|entry| entry.revision)
+                .collect()
+        };
+        let newest_first: Vec<i64> = changed.iter().rev().copied().collect();
+        assert_eq!(logged(LogQuery::default()), newest_first, "log of {key:?}");
+        let limited = history
+            .log(&LogQuery {
+                key: Some(Bytes::copy_from_slice(key)),
+                limit: 2,
+                ..LogQuery::default()
+            })
+            .expect("log");
+        assert_eq!(limited.len(), newest_first.len().min(2));
+        let (low, high) = (changed[0] + 1, head - 1);
+        let bounded: Vec<i64> = newest_first
+            .iter()
+            .copied()
+            .filter(|r| (low..=high).contains(r))
+            .collect();
+        if low <= high {
+            assert_eq!(
+                logged(LogQuery {
+                    min_revision: low,
+                    max_revision: high,
+                    ..LogQuery::default()
+                }),
+                bounded,
+                "log of {key:?} in {low}..={high}"
+            );
         }
     }
 }
@@ -673,4 +746,56 @@ fn a_database_of_the_old_format_is_set_aside_and_history_starts_again() {
     assert!(err.to_string().contains("older format"), "{err}");
     // The new database is of the current format: opened again, it stays.
     assert!(HistoryDb::open_existing(&path).is_ok());
+}
+
+#[test]
+fn a_database_of_format_2_is_migrated_in_place() {
+    use redb::ReadableTable;
+
+    let mut fixture = Fixture::new();
+    for i in 0..30u32 {
+        fixture.put(format!("/m/{}", i % 7).as_bytes(), &[i as u8]);
+        if i % 5 == 4 {
+            fixture.delete(format!("/m/{}", i % 7).as_bytes(), b"");
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("history.redb");
+    let commits = {
+        let history = fixture.record(dir.path());
+        let commits = commit_ids(&history);
+        // Turn it back into format 2: key_log rows without spans.
+        let db = history_db(&history);
+        let txn = db.db.begin_write().expect("write");
+        {
+            let spanned = txn.open_table(super::index::KEY_LOG).expect("key_log");
+            let mut unspanned = txn
+                .open_table(super::index::KEY_LOG_FORMAT2)
+                .expect("old key_log");
+            for row in spanned.iter().expect("rows") {
+                let (key, value) = row.expect("row");
+                unspanned
+                    .insert(&key.value()[8..], value.value())
+                    .expect("insert");
+            }
+        }
+        txn.delete_table(super::index::KEY_LOG).expect("delete");
+        txn.open_table(super::index::META)
+            .expect("meta")
+            .insert(super::index::META_FORMAT, super::index::FORMAT_UNSPANNED)
+            .expect("format");
+        txn.commit().expect("commit");
+        commits
+    };
+    let err = HistoryDb::open_existing(&path)
+        .err()
+        .expect("refused offline before migration");
+    assert!(err.to_string().contains("migrates"), "{err}");
+    let migrated = History::offline(Arc::new(HistoryDb::open(&path).expect("open")));
+    assert!(
+        !path.with_extension("redb.format1").exists(),
+        "nothing set aside"
+    );
+    assert_eq!(commit_ids(&migrated), commits, "the same history");
+    check_against_model(&fixture, &migrated);
 }

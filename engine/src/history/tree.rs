@@ -514,7 +514,6 @@ fn entry(
 }
 
 /// Finds `key` in the tree `root`: its file id, or `None`.
-#[cfg(test)]
 pub(crate) fn lookup(
     backend: &RedbBackend,
     root: &TreeId,

@@ -154,9 +154,9 @@ fn format_of(db: &Database) -> HistoryResult<Format> {
     Ok(match meta.get(index::META_FORMAT)? {
         Some(format) if format.value() == index::FORMAT => Format::Current,
         Some(format) if format.value() == index::FORMAT_UNSPANNED => Format::Unspanned,
-        Some(_) => Format::Older,
         None if meta.get(index::META_HEAD)?.is_none() => Format::Current,
-        None => Format::Older,
+        // Format 1 or none (before located ids).
+        Some(_) | None => Format::Older,
     })
 }
 

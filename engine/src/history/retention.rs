@@ -281,15 +281,15 @@ fn trim_key_log(
     let span = index::key_log_span(keep_from);
     let span_start = span.to_be_bytes();
     key_log.retain_in::<&[u8], _>(..span_start.as_slice(), |_, _| false)?;
-    let older = |row_key: &[u8], _: &[u8]| {
+    let kept = |row_key: &[u8], _: &[u8]| {
         index::split_key_log_key(row_key).is_none_or(|(_, revision)| revision >= keep_from)
     };
     match span.checked_add(1) {
         Some(next) => {
             let next_start = next.to_be_bytes();
-            key_log.retain_in::<&[u8], _>(span_start.as_slice()..next_start.as_slice(), older)?;
+            key_log.retain_in::<&[u8], _>(span_start.as_slice()..next_start.as_slice(), kept)?;
         }
-        None => key_log.retain_in::<&[u8], _>(span_start.as_slice().., older)?,
+        None => key_log.retain_in::<&[u8], _>(span_start.as_slice().., kept)?,
     }
     Ok(())
 }

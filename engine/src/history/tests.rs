@@ -661,6 +661,21 @@ fn retention_trims_old_revisions_and_keeps_the_rest_whole() {
         count_objects(&db) < objects_before,
         "unreachable objects were swept"
     );
+    {
+        use redb::{ReadableDatabase, ReadableTable};
+        let txn = db.db.begin_read().expect("read");
+        let key_log = txn.open_table(super::index::KEY_LOG).expect("key_log");
+        let revisions: Vec<i64> = key_log
+            .iter()
+            .expect("rows")
+            .map(|row| {
+                let (key, _) = row.expect("row");
+                super::index::split_key_log_key(key.value()).expect("key").1
+            })
+            .collect();
+        assert!(revisions.iter().all(|&r| r >= keep_from), "key_log trimmed");
+        assert!(revisions.contains(&head), "newer rows kept");
+    }
     assert!(matches!(
         history.get(b"/t/1", At::Revision(keep_from - 1)),
         Err(super::HistoryError::Trimmed { .. })

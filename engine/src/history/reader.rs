@@ -14,7 +14,6 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use jj_lib::backend::{FileId, TreeId};
 use jj_lib::hex_util::encode_hex;
-
 use jj_lib::object_id::ObjectId as _;
 use jj_lib::op_store::OperationId;
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
@@ -222,14 +221,13 @@ impl History {
         let view = self.view()?;
         check_revision(&view, revision)?;
         let entry = entry(&view, revision, 0)?;
+        let (before, after) = (root_at(&view, revision - 1)?, root_at(&view, revision)?);
         let mut diffs = Vec::with_capacity(entry.changes.len());
         for change in &entry.changes {
             diffs.push(KeyDiff {
                 key: change.key.clone(),
-                before: self
-                    .value_at(&view, &change.key, revision - 1)?
-                    .map(|(v, _)| v),
-                after: self.value_at(&view, &change.key, revision)?.map(|(v, _)| v),
+                before: self.value_in(before.as_ref(), &change.key)?.map(|(v, _)| v),
+                after: self.value_in(after.as_ref(), &change.key)?.map(|(v, _)| v),
             });
         }
         Ok(RevisionDetail { entry, diffs })
@@ -261,10 +259,11 @@ impl History {
                 keys.insert(key.to_vec());
             }
         }
+        let (from_root, to_root) = (root_at(&view, from)?, root_at(&view, to)?);
         let mut diffs = Vec::new();
         for key in keys {
-            let before = self.value_at(&view, &key, from)?.map(|(v, _)| v);
-            let after = self.value_at(&view, &key, to)?.map(|(v, _)| v);
+            let before = self.value_in(from_root.as_ref(), &key)?.map(|(v, _)| v);
+            let after = self.value_in(to_root.as_ref(), &key)?.map(|(v, _)| v);
             if before != after {
                 diffs.push(KeyDiff {
                     key: Bytes::from(key),
@@ -281,7 +280,7 @@ impl History {
         let view = self.view()?;
         let revision = resolve(&view, at)?;
         Ok(self
-            .value_at(&view, key, revision)?
+            .value_in(root_at(&view, revision)?.as_ref(), key)?
             .map(|(value, mod_revision)| KeyVersion {
                 key: Bytes::copy_from_slice(key),
                 value,
@@ -325,11 +324,10 @@ impl History {
         after: &[u8],
         limit: usize,
     ) -> HistoryResult<Vec<(Vec<u8>, FileId)>> {
-        let Some(record) = revision_record(view, revision)? else {
+        let Some(root) = root_at(view, revision)? else {
             return Ok(Vec::new());
         };
         let backend = &self.inner.db.backend;
-        let root = TreeId::new(record.tree_id);
         let (dirs, _) = super::path::prefix_components(prefix);
         let Some(subtree) = super::tree::subtree(backend, &root, &dirs)? else {
             return Ok(Vec::new());
@@ -413,25 +411,24 @@ impl History {
         Ok(entries)
     }
 
-    /// The value of `key` at `revision` and the revision that wrote it, from that revision's
-    /// tree.
-    fn value_at(
-        &self,
-        view: &View,
-        key: &[u8],
-        revision: i64,
-    ) -> HistoryResult<Option<(Bytes, i64)>> {
-        let Some(record) = revision_record(view, revision)? else {
+    /// The value of `key` in the tree `root` (`None`: no recorded revision, nothing there)
+    /// and the revision that wrote it.
+    fn value_in(&self, root: Option<&TreeId>, key: &[u8]) -> HistoryResult<Option<(Bytes, i64)>> {
+        let Some(root) = root else {
             return Ok(None);
         };
         let backend = &self.inner.db.backend;
-        let root = TreeId::new(record.tree_id);
-        let Some(file) = super::tree::lookup(backend, &root, key)? else {
+        let Some(file) = super::tree::lookup(backend, root, key)? else {
             return Ok(None);
         };
         let content = backend.file(&file)?;
         Ok(Some((Bytes::from(content), file_revision(&file))))
     }
+}
+
+/// The tree of `revision`; `None` when it has no row (revision 1, the empty store, or trimmed).
+fn root_at(view: &View, revision: i64) -> HistoryResult<Option<TreeId>> {
+    Ok(revision_record(view, revision)?.map(|record| TreeId::new(record.tree_id)))
 }
 
 /// The revision that wrote a file's value: its id's locator (`backend.rs`).

@@ -127,9 +127,9 @@ pub(crate) struct ObjectBuffer {
     tree_bytes: Mutex<TreeBytesCache>,
 }
 
-/// The cache of resolved trees (full encodings, deltas applied), bounded in bytes: two generations, the young one
-/// filled by inserts and hits, retired wholesale when it holds half the budget (an LRU's effect
-/// for the price of a hash map).
+/// The cache of resolved trees (full encodings, deltas applied), bounded in bytes: two
+/// generations, the young one filled by inserts and hits, retired wholesale when it holds half
+/// the budget (an LRU's effect for the price of a hash map).
 #[derive(Default)]
 struct TreeBytesCache {
     young: HashMap<TreeId, ResolvedTree>,

@@ -894,6 +894,14 @@ pub(crate) enum TreeEntryRef<'a> {
     Tree(&'a [u8]),
 }
 
+impl<'a> TreeEntryRef<'a> {
+    pub(crate) fn id(self) -> &'a [u8] {
+        match self {
+            TreeEntryRef::File(id) | TreeEntryRef::Tree(id) => id,
+        }
+    }
+}
+
 /// Encodes a tree (entries in name order) as jj's `simple_store.Tree` protobuf, byte for byte
 /// what prost writes for the same tree built with [`tree_to_proto`] (files not executable, no
 /// copy id), without building the intermediate messages.
@@ -902,32 +910,29 @@ pub(crate) fn encode_tree<'a>(
 ) -> Vec<u8> {
     // About what an entry with a short name and a located id takes.
     let mut out = Vec::with_capacity(entries.size_hint().0 * 64);
-    let mut entry = Vec::with_capacity(128);
     for (name, value) in entries {
-        entry.clear();
-        put_bytes_field(&mut entry, 1, name.as_bytes());
-        let (inner_len, file) = match value {
+        // Entry { name (1), value (2): TreeValue }, written straight into `out`: the lengths
+        // of the nested messages are known up front.
+        let (value_len, id) = match value {
             // TreeValue.file (2) = File { id (1) }
-            TreeEntryRef::File(id) => (field_len(id.len()), Some(id)),
+            TreeEntryRef::File(id) => (field_len(field_len(id.len())), id),
             // TreeValue.tree_id (4)
-            TreeEntryRef::Tree(id) => (field_len(id.len()), None),
+            TreeEntryRef::Tree(id) => (field_len(id.len()), id),
         };
-        match (value, file) {
-            (TreeEntryRef::File(id), Some(_)) => {
-                let tree_value_len = field_len(inner_len);
-                put_tag(&mut entry, 2);
-                put_varint(&mut entry, tree_value_len as u64);
-                put_tag(&mut entry, 2);
-                put_varint(&mut entry, inner_len as u64);
-                put_bytes_field(&mut entry, 1, id);
+        let entry_len = field_len(name.len()) + field_len(value_len);
+        put_tag(&mut out, 1);
+        put_varint(&mut out, entry_len as u64);
+        put_bytes_field(&mut out, 1, name.as_bytes());
+        put_tag(&mut out, 2);
+        put_varint(&mut out, value_len as u64);
+        match value {
+            TreeEntryRef::File(_) => {
+                put_tag(&mut out, 2);
+                put_varint(&mut out, field_len(id.len()) as u64);
+                put_bytes_field(&mut out, 1, id);
             }
-            (TreeEntryRef::Tree(id), _) | (TreeEntryRef::File(id), None) => {
-                put_tag(&mut entry, 2);
-                put_varint(&mut entry, inner_len as u64);
-                put_bytes_field(&mut entry, 4, id);
-            }
+            TreeEntryRef::Tree(_) => put_bytes_field(&mut out, 4, id),
         }
-        put_bytes_field(&mut out, 1, &entry);
     }
     out
 }

@@ -51,7 +51,9 @@ pub(crate) fn encode<'a>(
     base: &[u8],
     edits: impl Iterator<Item = (&'a str, Option<TreeEntryRef<'a>>)>,
 ) -> Vec<u8> {
-    let mut out = vec![MAGIC, depth];
+    // Header and base, then a few edits of a short name and an id each.
+    let mut out = Vec::with_capacity(3 + base.len() + edits.size_hint().0.max(1) * 64);
+    out.extend_from_slice(&[MAGIC, depth]);
     put_id(&mut out, base);
     for (name, value) in edits {
         put_varint(&mut out, name.len() as u64);

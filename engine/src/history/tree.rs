@@ -373,17 +373,13 @@ impl Dir {
             self.touched.clear();
             return false;
         }
-        let locator = self
-            .entries
-            .values()
-            .map(|slot| locator_of(slot.id()))
-            .max()
-            .unwrap_or(0);
-        let bytes = encode_tree(
-            self.entries
-                .iter()
-                .map(|(name, slot)| (name.as_str(), slot.entry())),
-        );
+        // The locator is the newest among the entries', found in the same pass as the encoding.
+        let mut locator = 0;
+        let bytes = encode_tree(self.entries.iter().map(|(name, slot)| {
+            let entry = slot.entry();
+            locator = locator.max(locator_of(entry.id()));
+            (name.as_str(), entry)
+        }));
         let id = TreeId::new(located_id(locator, &bytes));
         let touched = std::mem::take(&mut self.touched);
         // A delta names its base (33 bytes): over a small tree it can be the larger form.
@@ -470,13 +466,6 @@ impl Slot {
             Slot::File(id) => TreeEntryRef::File(id.as_bytes()),
             Slot::Stored(id) => TreeEntryRef::Tree(id.as_bytes()),
             Slot::Loaded(dir) => TreeEntryRef::Tree(dir.written_id().as_bytes()),
-        }
-    }
-
-    /// The id of a written slot.
-    fn id(&self) -> &[u8] {
-        match self.entry() {
-            TreeEntryRef::File(id) | TreeEntryRef::Tree(id) => id,
         }
     }
 }

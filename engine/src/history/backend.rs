@@ -1,12 +1,14 @@
 //! `RedbBackend`: jj-lib's commit [`Backend`] over redb, inside the data dir.
 //!
-//! Objects live in one table keyed by kind + id, encoded as jj's own `SimpleBackend` encodes
-//! them (its protobuf messages; files as raw bytes). Writes go to an in-memory pending set that
-//! the history writer moves into its own redb write transaction (with the indexes and the
-//! operation of the same batch), so one applied batch is one commit of the database, never one
-//! file per object.
+//! Objects are encoded as jj's own `SimpleBackend` encodes them (its protobuf messages; files as
+//! raw bytes). Writes go to an in-memory pending set that the history writer moves into its own
+//! redb write transaction (with the indexes and the operation of the same batch), so one
+//! applied batch is one commit of the database, never one file per object. The objects a
+//! revision creates are stored together, as one row of `packs` (`pack.rs`); any other object is
+//! a row of `objects`, keyed by kind + id.
 //!
 //! ```text
+//! packs     locator u64  →  objects whose id has that locator, written while recording it
 //! objects   kind u8 | locator u64 BE | hash (24 bytes)  →  written i64 | object bytes
 //! id        hash (24 bytes) | locator u64 BE           (32 bytes, shown hash first)
 //! ```
@@ -20,12 +22,16 @@
 //! the table, so recording appends to the B-tree instead of dirtying a random page per object.
 //!
 //! `written` is the newest revision whose batch (re)wrote the object: every write of an object,
-//! even one already stored, refreshes it. Retention relies on it (see `retention.rs`): whatever
-//! a kept revision can reach was either reachable from the oldest kept tree or written since.
+//! even one already stored, refreshes it; a packed object was written by its locator's revision
+//! (written again later, it is also stored as a row of its own). Retention relies on it (see
+//! `retention.rs`): whatever a kept revision can reach was either reachable from the oldest
+//! kept tree or written since. Readers look in the pack of the id's locator first, then in
+//! `objects`.
 //!
 //! Ids are 32 bytes for commits, trees and files; change ids 16 bytes. The root commit id is
 //! all zeros, as in jj's simple backend.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -50,12 +56,13 @@ use prost::Message;
 use redb::{Database, ReadableDatabase, TableDefinition, WriteTransaction};
 use sha2::{Digest, Sha256};
 
-use super::delta;
+use super::{delta, pack};
 
 /// Maps keyed by object ids and keys, which are hashes already: a fast hasher is enough.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 pub(crate) const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
+pub(crate) const PACKS: TableDefinition<u64, &[u8]> = TableDefinition::new("packs");
 
 /// Object kinds (the first byte of an `objects` key).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -77,7 +84,7 @@ const TREE_CACHE_LIMIT: usize = 16 * 1024;
 const RESOLVED_TREE_CACHE_BYTES: usize = 32 << 20;
 
 /// Bytes of an id that are the content hash; the locator follows.
-const HASH_LEN: usize = ID_LEN - 8;
+pub(crate) const HASH_LEN: usize = ID_LEN - 8;
 
 /// The `objects` key of an object: kind, then the id's locator, then its hash.
 pub(crate) fn object_key(kind: Kind, id: &[u8]) -> Vec<u8> {
@@ -98,6 +105,24 @@ pub(crate) fn located_id(locator: u64, bytes: &[u8]) -> Vec<u8> {
     id.extend_from_slice(&Sha256::digest(bytes)[..HASH_LEN]);
     id.extend_from_slice(&locator.to_be_bytes());
     id
+}
+
+/// The locator and hash of an `objects` key of a located id; `None` for any other key.
+pub(crate) fn split_object_key(key: &[u8]) -> Option<(u64, &[u8])> {
+    if key.len() != 1 + ID_LEN {
+        return None;
+    }
+    let locator = u64::from_be_bytes(key[1..9].try_into().ok()?);
+    Some((locator, &key[9..]))
+}
+
+/// The `objects` key of a packed object whose id has `locator`.
+pub(crate) fn packed_object_key(locator: u64, object: &pack::Packed<'_>) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + ID_LEN);
+    key.push(object.kind);
+    key.extend_from_slice(&locator.to_be_bytes());
+    key.extend_from_slice(object.hash);
+    key
 }
 
 /// The locator of an id (0 for the root commit, the empty tree and ids of any other shape).
@@ -190,8 +215,9 @@ impl ObjectBuffer {
             .map(|(_, bytes)| bytes.clone())
     }
 
-    /// Moves every pending object into `txn`, stamped with the revision that wrote it; returns
-    /// how many bytes they hold.
+    /// Moves every pending object into `txn`: those whose locator is the revision that wrote
+    /// them into that revision's pack, the others into rows of their own stamped with it.
+    /// Returns how many bytes they hold.
     pub(crate) fn flush_into(&self, txn: &WriteTransaction) -> Result<u64, redb::Error> {
         let pending =
             std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
@@ -200,14 +226,38 @@ impl ObjectBuffer {
         let mut pending: Vec<(Vec<u8>, Stamped)> = pending.into_iter().collect();
         pending.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
         let mut bytes = 0u64;
+        let mut packs: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
         let mut table = txn.open_table(OBJECTS)?;
         let mut row = Vec::new();
         for (key, (revision, value)) in pending {
             bytes += value.len() as u64;
+            if let Some((locator, hash)) = split_object_key(&key)
+                && locator > 0
+                && locator == revision_locator(revision)
+            {
+                let pack = packs.entry(locator).or_default();
+                if pack.len() + value.len() <= pack::PACK_LIMIT {
+                    pack::push(pack, key[0], hash, &value);
+                    continue;
+                }
+            }
             row.clear();
             row.extend_from_slice(&super::index::encode_i64(revision));
             row.extend_from_slice(&value);
             table.insert(key.as_slice(), row.as_slice())?;
+        }
+        drop(table);
+        let mut table = txn.open_table(PACKS)?;
+        for (locator, pack) in packs {
+            // A revision's pack is written once, when it is recorded, but for the operation of
+            // a trim (recorded at the head): that one joins the head's pack.
+            let earlier = table
+                .insert(locator, pack.as_slice())?
+                .map(|row| row.value().to_vec());
+            if let Some(mut merged) = earlier {
+                merged.extend_from_slice(&pack);
+                table.insert(locator, merged.as_slice())?;
+            }
         }
         Ok(bytes)
     }
@@ -289,6 +339,7 @@ impl RedbBackend {
         let db = Database::create(path)?;
         let txn = db.begin_write()?;
         txn.open_table(OBJECTS)?;
+        txn.open_table(PACKS)?;
         txn.commit()?;
         Ok(Self::new(Arc::new(db)))
     }
@@ -303,7 +354,8 @@ impl RedbBackend {
         Ok(())
     }
 
-    /// Reads an object: pending first, then the database. `None` if absent.
+    /// Reads an object: pending first, then its locator's pack, then its own row. `None` if
+    /// absent.
     pub(crate) fn read_object(&self, kind: Kind, id: &[u8]) -> BackendResult<Option<Vec<u8>>> {
         let key = object_key(kind, id);
         if let Some(bytes) = self.buffer.get(&key) {
@@ -311,6 +363,19 @@ impl RedbBackend {
         }
         let read = || -> Result<Option<Vec<u8>>, redb::Error> {
             let txn = self.db.begin_read()?;
+            if let Some((locator, hash)) = split_object_key(&key).filter(|(l, _)| *l > 0) {
+                match txn.open_table(PACKS) {
+                    Ok(packs) => {
+                        if let Some(row) = packs.get(locator)?
+                            && let Some(bytes) = pack::find(row.value(), kind as u8, hash)
+                        {
+                            return Ok(Some(bytes.to_vec()));
+                        }
+                    }
+                    Err(redb::TableError::TableDoesNotExist(_)) => {}
+                    Err(err) => return Err(err.into()),
+                }
+            }
             let table = match txn.open_table(OBJECTS) {
                 Ok(table) => table,
                 Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
@@ -321,6 +386,24 @@ impl RedbBackend {
                 .map(|row| row.value().get(8..).unwrap_or_default().to_vec()))
         };
         read().map_err(|err| BackendError::Other(Box::new(err)))
+    }
+
+    /// The stored bytes of the object with `objects` key `key` (pending, packed or a row).
+    pub(crate) fn stored_object(&self, key: &[u8]) -> BackendResult<Option<Vec<u8>>> {
+        let kind = match key.first() {
+            Some(b'f') => Kind::File,
+            Some(b't') => Kind::Tree,
+            Some(b'c') => Kind::Commit,
+            Some(b'v') => Kind::View,
+            Some(b'o') => Kind::Operation,
+            _ => return Ok(None),
+        };
+        let Some((locator, hash)) = split_object_key(key) else {
+            return self.read_object(kind, &key[1..]);
+        };
+        let mut id = hash.to_vec();
+        id.extend_from_slice(&locator.to_be_bytes());
+        self.read_object(kind, &id)
     }
 
     fn read_required(&self, kind: Kind, id: &impl ObjectId) -> BackendResult<Vec<u8>> {

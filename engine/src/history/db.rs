@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 
-use super::backend::{OBJECTS, RedbBackend};
+use super::backend::{OBJECTS, PACKS, RedbBackend};
 use super::error::{HistoryError, HistoryResult};
 use super::index::{self, Head};
 use super::op_store::RedbOpStore;
@@ -37,7 +37,8 @@ pub fn history_path(data_dir: &Path) -> PathBuf {
 
 impl HistoryDb {
     /// Opens (creating if missing) the database at `path`, with every table present. A
-    /// database of format 2 is migrated in place (`key_log` split into spans). One of an older
+    /// database of format 3 is used as it is (new revisions are packed), one of format 2 is
+    /// migrated in place (`key_log` split into spans). One of an older
     /// format is set aside (renamed `*.format1`, never deleted) and a new one started: history
     /// is derived, and the history thread records it again from the store.
     pub(crate) fn open(path: &Path) -> HistoryResult<Self> {
@@ -69,6 +70,7 @@ impl HistoryDb {
             txn.open_table(table)?;
         }
         txn.open_table(OBJECTS)?;
+        txn.open_table(PACKS)?;
         txn.open_table(index::META)?
             .insert(index::META_FORMAT, index::FORMAT)?;
         txn.commit()?;
@@ -152,7 +154,13 @@ fn format_of(db: &Database) -> HistoryResult<Format> {
         Err(err) => return Err(err.into()),
     };
     Ok(match meta.get(index::META_FORMAT)? {
-        Some(format) if format.value() == index::FORMAT => Format::Current,
+        // Format 3 is format 4 before packs: readers fall back to `objects`, which still holds
+        // everything it wrote.
+        Some(format)
+            if format.value() == index::FORMAT || format.value() == index::FORMAT_UNPACKED =>
+        {
+            Format::Current
+        }
         Some(format) if format.value() == index::FORMAT_UNSPANNED => Format::Unspanned,
         None if meta.get(index::META_HEAD)?.is_none() => Format::Current,
         // Format 1 or none (before located ids).

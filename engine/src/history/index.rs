@@ -42,7 +42,9 @@ pub(crate) const META: BytesTable = TableDefinition::new("meta");
 pub(crate) const META_HEAD: &[u8] = b"head";
 /// The layout of ids and keys (`backend.rs`); a database without it predates located ids.
 pub(crate) const META_FORMAT: &[u8] = b"format";
-pub(crate) const FORMAT: &[u8] = b"3";
+pub(crate) const FORMAT: &[u8] = b"4";
+/// The format before packs (`pack.rs`): readable as it is.
+pub(crate) const FORMAT_UNPACKED: &[u8] = b"3";
 /// The format before `key_log` had spans: migrated in place at open.
 pub(crate) const FORMAT_UNSPANNED: &[u8] = b"2";
 

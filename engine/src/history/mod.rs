@@ -24,6 +24,7 @@ mod delta;
 mod error;
 mod index;
 mod op_store;
+mod pack;
 mod tree;
 mod writer;
 

@@ -4,7 +4,8 @@
 //! - objects: those reachable from `N`'s tree (marked by a walk of it) and those (re)written by
 //!   a batch at or after `N` (the `written` stamp of `backend.rs`); by induction over revisions,
 //!   every tree of a kept commit is made of exactly those. So are the trees a kept tree stored
-//!   as a delta is resolved through (`delta.rs`), down the chain. The rest is swept.
+//!   as a delta is resolved through (`delta.rs`), down the chain. The rest is swept: rows
+//!   removed, packs rewritten without the swept objects.
 //! - `key_log`, `revisions`, `changed`, `operations` rows before `N` go (a key's value at `N`
 //!   and the revision that wrote it come from `N`'s tree).
 //!
@@ -13,7 +14,7 @@
 //! Members trim on their own clocks, so they may keep different amounts of history; the commit
 //! ids of what they keep still agree.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -21,9 +22,10 @@ use jj_lib::backend::{TreeId, TreeValue};
 use jj_lib::object_id::ObjectId;
 use redb::{ReadableDatabase, ReadableTable};
 
-use super::backend::{Kind, OBJECTS, object_key};
+use super::backend::{Kind, OBJECTS, PACKS, object_key, packed_object_key, split_object_key};
 use super::error::{HistoryError, HistoryResult};
 use super::index::{self, Head, OperationRecord, RevisionRecord};
+use super::pack;
 
 /// How much history to keep. The default keeps everything.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -179,23 +181,42 @@ pub(crate) fn trim(
     let mut marked: HashSet<Vec<u8>> = HashSet::new();
     mark_tree(db, &TreeId::new(record.tree_id.clone()), &mut marked)?;
     // Sweep objects written before `keep_from` that it does not reach, except the bases of the
-    // trees kept as deltas (`delta.rs`), down their chains.
+    // trees kept as deltas (`delta.rs`), down their chains. An object may be both packed and a
+    // row of its own (written again later): each copy is judged by when it was written.
     let objects = read.open_table(OBJECTS)?;
-    let mut doomed_objects = HashSet::new();
+    let packs = read.open_table(PACKS)?;
+    let mut doomed_rows = HashSet::new();
+    let mut doomed_packed = HashSet::new();
     let mut bases = Vec::new();
     for row in objects.iter()? {
         let (key, value) = row?;
         let written = index::decode_i64(value.value()).unwrap_or(i64::MAX);
         if written < keep_from && !marked.contains(key.value()) {
-            doomed_objects.insert(key.value().to_vec());
-        } else if let Some(base) = delta_base(key.value(), value.value()) {
+            doomed_rows.insert(key.value().to_vec());
+        } else if let Some(base) = delta_base(key.value()[0], value.value().get(8..)) {
             bases.push(base);
         }
     }
+    for row in packs.iter()? {
+        let (locator, pack) = row?;
+        let written = i64::try_from(locator.value()).unwrap_or(i64::MAX);
+        for object in pack::objects(pack.value()) {
+            let key = packed_object_key(locator.value(), &object);
+            if written < keep_from && !marked.contains(&key) {
+                doomed_packed.insert(key);
+            } else if let Some(base) = delta_base(object.kind, Some(object.bytes)) {
+                bases.push(base);
+            }
+        }
+    }
     while let Some(base) = bases.pop() {
-        if doomed_objects.remove(&base)
-            && let Some(row) = objects.get(base.as_slice())?
-            && let Some(next) = delta_base(&base, row.value())
+        let spared = doomed_rows.remove(&base) | doomed_packed.remove(&base);
+        if spared
+            && let Some(next) = db
+                .backend
+                .stored_object(&base)
+                .map_err(HistoryError::storage)?
+                .and_then(|bytes| delta_base(Kind::Tree as u8, Some(&bytes)))
         {
             bases.push(next);
         }
@@ -210,7 +231,7 @@ pub(crate) fn trim(
             doomed_operations.push(seq.value().to_vec());
         }
     }
-    drop((revisions, objects, operations));
+    drop((revisions, objects, packs, operations));
     drop(read);
 
     let mut head = head.clone();
@@ -234,9 +255,10 @@ pub(crate) fn trim(
         .map_err(HistoryError::storage)?;
     {
         let mut table = txn.open_table(OBJECTS)?;
-        for key in &doomed_objects {
+        for key in &doomed_rows {
             table.remove(key.as_slice())?;
         }
+        remove_packed(&mut txn.open_table(PACKS)?, &doomed_packed)?;
         trim_key_log(&mut txn.open_table(index::KEY_LOG)?, keep_from)?;
         let mut table = txn.open_table(index::OPERATIONS)?;
         for key in &doomed_operations {
@@ -265,7 +287,7 @@ pub(crate) fn trim(
     txn.commit()?;
     tracing::info!(
         keep_from,
-        objects = doomed_objects.len(),
+        objects = doomed_rows.len() + doomed_packed.len(),
         reason,
         "trimmed history"
     );
@@ -294,12 +316,43 @@ fn trim_key_log(
     Ok(())
 }
 
-/// The `objects` key of the base of a tree stored as a delta; `row` is its `objects` value.
-fn delta_base(key: &[u8], row: &[u8]) -> Option<Vec<u8>> {
-    if key.first() != Some(&(Kind::Tree as u8)) {
+/// Rewrites the packs holding `doomed` objects without them (removing packs left empty).
+fn remove_packed(
+    packs: &mut redb::Table<u64, &'static [u8]>,
+    doomed: &HashSet<Vec<u8>>,
+) -> HistoryResult<()> {
+    let locators: BTreeSet<u64> = doomed
+        .iter()
+        .filter_map(|key| split_object_key(key))
+        .map(|(locator, _)| locator)
+        .collect();
+    for locator in locators {
+        let Some(row) = packs.get(locator)? else {
+            continue;
+        };
+        let mut kept = Vec::new();
+        for object in pack::objects(row.value()) {
+            if !doomed.contains(&packed_object_key(locator, &object)) {
+                pack::push(&mut kept, object.kind, object.hash, object.bytes);
+            }
+        }
+        drop(row);
+        if kept.is_empty() {
+            packs.remove(locator)?;
+        } else {
+            packs.insert(locator, kept.as_slice())?;
+        }
+    }
+    Ok(())
+}
+
+/// The `objects` key of the base of a tree stored as a delta; `kind` and `bytes` are the
+/// object's (`None`: no bytes).
+fn delta_base(kind: u8, bytes: Option<&[u8]>) -> Option<Vec<u8>> {
+    if kind != Kind::Tree as u8 {
         return None;
     }
-    let delta = super::delta::decode(row.get(8..)?)?;
+    let delta = super::delta::decode(bytes?)?;
     Some(object_key(Kind::Tree, delta.base))
 }
 

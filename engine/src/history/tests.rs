@@ -638,6 +638,7 @@ fn retention_trims_old_revisions_and_keeps_the_rest_whole() {
     let objects_before = count_objects(&db);
     let head = fixture.store.current_revision();
     let keep_from = head - 20;
+    let packed_below_before = packed_objects_below(&db, keep_from);
     // Revision r was proposed at start + (r - 1) seconds (one apply per second from 1).
     let time_of_keep = history
         .log(&LogQuery {
@@ -661,6 +662,13 @@ fn retention_trims_old_revisions_and_keeps_the_rest_whole() {
         count_objects(&db) < objects_before,
         "unreachable objects were swept"
     );
+    // The packs of trimmed revisions keep what the oldest kept tree still reaches (the files of
+    // keys last written before it) and nothing else.
+    let packed_below = packed_objects_below(&db, keep_from);
+    assert!(
+        0 < packed_below && packed_below < packed_below_before,
+        "packs rewritten: {packed_below_before} packed objects below the trim point, now {packed_below}"
+    );
     {
         use redb::{ReadableDatabase, ReadableTable};
         let txn = db.db.begin_read().expect("read");
@@ -676,6 +684,10 @@ fn retention_trims_old_revisions_and_keeps_the_rest_whole() {
         assert!(revisions.iter().all(|&r| r >= keep_from), "key_log trimmed");
         assert!(revisions.contains(&head), "newer rows kept");
     }
+    // Read what is left from the file, past the caches of the process that trimmed (trees it
+    // resolved before the trim stay in memory).
+    drop((recorder, db, history));
+    let history = fixture.record(dir.path());
     assert!(matches!(
         history.get(b"/t/1", At::Revision(keep_from - 1)),
         Err(super::HistoryError::Trimmed { .. })
@@ -708,10 +720,8 @@ fn retention_trims_old_revisions_and_keeps_the_rest_whole() {
     );
     // History goes on after a trim.
     fixture.put(b"/t/new", b"after");
-    let mut marks = VecDeque::new();
-    recorder
-        .catch_up(&fixture.store, &mut marks, true)
-        .expect("catch up");
+    drop(history);
+    let history = fixture.record(dir.path());
     assert_eq!(
         history
             .get(b"/t/new", At::Revision(fixture.store.current_revision()))
@@ -721,13 +731,57 @@ fn retention_trims_old_revisions_and_keeps_the_rest_whole() {
     );
 }
 
-fn count_objects(db: &HistoryDb) -> u64 {
-    use redb::{ReadableDatabase, ReadableTableMetadata};
+/// Objects in the packs of revisions before `revision`.
+fn packed_objects_below(db: &HistoryDb, revision: i64) -> usize {
+    use redb::ReadableDatabase;
     let txn = db.db.begin_read().expect("read");
-    txn.open_table(super::backend::OBJECTS)
+    let packs = txn.open_table(super::backend::PACKS).expect("packs");
+    let below = u64::try_from(revision).expect("positive");
+    packs
+        .range(..below)
+        .expect("range")
+        .map(|row| super::pack::objects(row.expect("row").1.value()).count())
+        .sum()
+}
+
+/// Moves every packed object into a row of its own (written by its locator's revision) and
+/// drops the packs: a database as format 3 and before stored it.
+fn unpack(txn: &redb::WriteTransaction) {
+    use redb::ReadableTable;
+    {
+        let packs = txn.open_table(super::backend::PACKS).expect("packs");
+        let mut objects = txn.open_table(super::backend::OBJECTS).expect("objects");
+        for row in packs.iter().expect("rows") {
+            let (locator, pack) = row.expect("row");
+            for object in super::pack::objects(pack.value()) {
+                let key = super::backend::packed_object_key(locator.value(), &object);
+                let mut value = super::index::encode_i64(locator.value() as i64).to_vec();
+                value.extend_from_slice(object.bytes);
+                objects
+                    .insert(key.as_slice(), value.as_slice())
+                    .expect("insert");
+            }
+        }
+    }
+    txn.delete_table(super::backend::PACKS).expect("delete");
+}
+
+/// Objects stored, packed or in rows of their own.
+fn count_objects(db: &HistoryDb) -> u64 {
+    use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
+    let txn = db.db.begin_read().expect("read");
+    let rows = txn
+        .open_table(super::backend::OBJECTS)
         .expect("objects")
         .len()
-        .expect("len")
+        .expect("len");
+    let packs = txn.open_table(super::backend::PACKS).expect("packs");
+    let mut packed = 0;
+    for row in packs.iter().expect("iter") {
+        let (_, pack) = row.expect("row");
+        packed += super::pack::objects(pack.value()).count() as u64;
+    }
+    rows + packed
 }
 
 #[test]
@@ -795,6 +849,7 @@ fn a_database_of_format_2_is_migrated_in_place() {
             }
         }
         txn.delete_table(super::index::KEY_LOG).expect("delete");
+        unpack(&txn);
         txn.open_table(super::index::META)
             .expect("meta")
             .insert(super::index::META_FORMAT, super::index::FORMAT_UNSPANNED)
@@ -813,4 +868,56 @@ fn a_database_of_format_2_is_migrated_in_place() {
     );
     assert_eq!(commit_ids(&migrated), commits, "the same history");
     check_against_model(&fixture, &migrated);
+}
+
+#[test]
+fn a_database_of_format_3_is_read_as_it_is_and_packs_what_follows() {
+    let mut fixture = Fixture::new();
+    for i in 0..30u32 {
+        fixture.put(format!("/u/{}", i % 7).as_bytes(), &[i as u8]);
+        if i % 6 == 5 {
+            fixture.delete(format!("/u/{}", i % 7).as_bytes(), b"");
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("history.redb");
+    let commits = {
+        let history = fixture.record(dir.path());
+        let commits = commit_ids(&history);
+        // Turn it back into format 3: every object a row of its own, no packs.
+        let db = history_db(&history);
+        let txn = db.db.begin_write().expect("write");
+        unpack(&txn);
+        txn.open_table(super::index::META)
+            .expect("meta")
+            .insert(super::index::META_FORMAT, super::index::FORMAT_UNPACKED)
+            .expect("format");
+        txn.commit().expect("commit");
+        commits
+    };
+    let offline = History::offline(Arc::new(
+        HistoryDb::open_existing(&path).expect("format 3 opens offline as it is"),
+    ));
+    assert_eq!(commit_ids(&offline), commits, "the same history");
+    check_against_model(&fixture, &offline);
+    drop(offline);
+
+    for i in 0..10u32 {
+        fixture.put(format!("/u/new{i}").as_bytes(), b"after");
+    }
+    let history = fixture.record(dir.path());
+    assert!(
+        !path.with_extension("redb.format1").exists(),
+        "nothing set aside"
+    );
+    let head = fixture.store.current_revision();
+    assert!(
+        packed_objects_below(&history_db(&history), head + 1) > 0,
+        "new revisions are packed"
+    );
+    let ids = commit_ids(&history);
+    for (revision, id) in &commits {
+        assert_eq!(ids.get(revision), Some(id), "revision {revision}");
+    }
+    check_against_model(&fixture, &history);
 }

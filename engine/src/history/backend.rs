@@ -459,12 +459,10 @@ impl RedbBackend {
         TreeId::new(self.write_object(Kind::Tree, locator, encode_jj_tree(tree)))
     }
 
-    /// Writes the tree `id` encoded by [`encode_tree`] as `bytes` (the writer's hot path; `id`
-    /// is [`located_id`] of them). `delta`, when given, is how it is stored instead of whole
-    /// (`delta.rs`). The writer keeps what it writes loaded (`tree.rs`), so the bytes are not
-    /// cached.
-    pub(crate) fn put_tree_bytes(&self, id: &TreeId, bytes: Vec<u8>, delta: Option<Vec<u8>>) {
-        let stored = delta.unwrap_or(bytes);
+    /// Writes the tree `id` (the writer's hot path; `id` is [`located_id`] of its
+    /// [`encode_tree`] encoding) stored as `stored`: that encoding, or a delta (`delta.rs`). The
+    /// writer keeps what it writes loaded (`tree.rs`), so the tree is not cached.
+    pub(crate) fn put_tree_stored(&self, id: &TreeId, stored: Vec<u8>) {
         self.buffer
             .put(object_key(Kind::Tree, id.as_bytes()), stored);
     }
@@ -527,20 +525,26 @@ impl RedbBackend {
     /// The entries of a tree, for editing: through the cache of resolved trees and
     /// [`decode_plain_tree`], or the general decoding for a tree that holds anything else.
     pub(crate) fn tree_entries(&self, id: &TreeId) -> BackendResult<Vec<(String, PlainEntry)>> {
-        Ok(self.tree_entries_and_depth(id)?.0)
+        Ok(self.tree_entries_resolved(id)?.0)
     }
 
-    /// [`Self::tree_entries`], and the length of the delta chain the tree is stored as.
-    pub(crate) fn tree_entries_and_depth(
+    /// [`Self::tree_entries`], and the tree resolved (its encoding and the length of the delta
+    /// chain it is stored as).
+    pub(crate) fn tree_entries_resolved(
         &self,
         id: &TreeId,
-    ) -> BackendResult<(Vec<(String, PlainEntry)>, u8)> {
+    ) -> BackendResult<(Vec<(String, PlainEntry)>, ResolvedTree)> {
         if id == &self.empty_tree_id {
-            return Ok((Vec::new(), 0));
+            let empty = ResolvedTree {
+                bytes: Arc::from(Vec::new()),
+                depth: 0,
+            };
+            return Ok((Vec::new(), empty));
         }
-        let ResolvedTree { bytes, depth } = self.resolve_tree(id)?;
-        if let Some(entries) = decode_plain_tree(&bytes) {
-            return Ok((entries, depth));
+        let resolved = self.resolve_tree(id)?;
+        let bytes = &resolved.bytes;
+        if let Some(entries) = decode_plain_tree(bytes) {
+            return Ok((entries, resolved));
         }
         let tree = tree_from_proto(decode::<proto::Tree>(&bytes, id)?, id)?;
         let entries = tree
@@ -557,7 +561,7 @@ impl RedbBackend {
                 (entry.name().as_internal_str().to_owned(), value)
             })
             .collect();
-        Ok((entries, depth))
+        Ok((entries, resolved))
     }
 
     /// Writes a file's content (synchronously: the writer's hot path); `mod_revision` is the
@@ -905,40 +909,100 @@ pub(crate) enum PlainEntry {
 pub(crate) fn decode_plain_tree(mut bytes: &[u8]) -> Option<Vec<(String, PlainEntry)>> {
     let mut entries = Vec::new();
     while !bytes.is_empty() {
-        let (1, mut entry) = next_field(&mut bytes)? else {
+        let (1, entry) = next_field(&mut bytes)? else {
             return None;
         };
-        let mut name = None;
-        let mut value = None;
-        while !entry.is_empty() {
-            match next_field(&mut entry)? {
-                (1, bytes) => name = Some(std::str::from_utf8(bytes).ok()?),
-                (2, mut tree_value) => {
-                    let (field, inner) = next_field(&mut tree_value)?;
-                    if !tree_value.is_empty() {
-                        return None;
-                    }
-                    value = Some(match field {
-                        2 => {
-                            let mut file = inner;
-                            let (1, id) = next_field(&mut file)? else {
-                                return None;
-                            };
-                            if !file.is_empty() {
-                                return None;
-                            }
-                            PlainEntry::File(id.to_vec())
-                        }
-                        4 => PlainEntry::Tree(inner.to_vec()),
-                        _ => return None,
-                    });
-                }
-                _ => return None,
-            }
-        }
-        entries.push((name?.to_owned(), value?));
+        let (name, value) = plain_entry(entry)?;
+        let value = match value {
+            TreeEntryRef::File(id) => PlainEntry::File(id.to_vec()),
+            TreeEntryRef::Tree(id) => PlainEntry::Tree(id.to_vec()),
+        };
+        entries.push((name.to_owned(), value));
     }
     Some(entries)
+}
+
+/// The name and value of one encoded tree entry of the plain kind; `None` for anything else.
+fn plain_entry(mut entry: &[u8]) -> Option<(&str, TreeEntryRef<'_>)> {
+    let mut name = None;
+    let mut value = None;
+    while !entry.is_empty() {
+        match next_field(&mut entry)? {
+            (1, bytes) => name = Some(std::str::from_utf8(bytes).ok()?),
+            (2, mut tree_value) => {
+                let (field, inner) = next_field(&mut tree_value)?;
+                if !tree_value.is_empty() {
+                    return None;
+                }
+                value = Some(match field {
+                    2 => {
+                        let mut file = inner;
+                        let (1, id) = next_field(&mut file)? else {
+                            return None;
+                        };
+                        if !file.is_empty() {
+                            return None;
+                        }
+                        TreeEntryRef::File(id)
+                    }
+                    4 => TreeEntryRef::Tree(inner),
+                    _ => return None,
+                });
+            }
+            _ => return None,
+        }
+    }
+    Some((name?, value?))
+}
+
+/// [`encode_tree`] of the entries of `old` with `edits` applied (names in order, each with its
+/// new value or `None` to remove it), and the newest locator among the result's ids. Entries
+/// not edited are copied as they are: a pass over contiguous bytes instead of over every
+/// entry's name and id wherever they live. `None` unless `old` is exactly what [`encode_tree`]
+/// writes (plain entries, in name order, canonically encoded).
+pub(crate) fn splice_tree(
+    old: &[u8],
+    edits: &[(&str, Option<TreeEntryRef<'_>>)],
+) -> Option<(Vec<u8>, u64)> {
+    let mut out = Vec::with_capacity(old.len() + edits.len() * 64);
+    let mut locator = 0;
+    let put_edit = |out: &mut Vec<u8>, locator: &mut u64, name, value| {
+        if let Some(value) = value {
+            encode_entry(out, name, value);
+            *locator = (*locator).max(locator_of(value.id()));
+        }
+    };
+    let mut edits = edits.iter().peekable();
+    let mut rest = old;
+    let mut previous: Option<&str> = None;
+    while !rest.is_empty() {
+        let before = rest;
+        let (1, entry) = next_field(&mut rest)? else {
+            return None;
+        };
+        let whole = &before[..before.len() - rest.len()];
+        let (name, value) = plain_entry(entry)?;
+        if previous.is_some_and(|previous| previous >= name)
+            || whole.len() != entry_len(name, value)
+        {
+            return None;
+        }
+        previous = Some(name);
+        while let Some((edit, value)) = edits.next_if(|(edit, _)| *edit < name) {
+            put_edit(&mut out, &mut locator, edit, *value);
+        }
+        match edits.next_if(|(edit, _)| *edit == name) {
+            Some((edit, value)) => put_edit(&mut out, &mut locator, edit, *value),
+            None => {
+                out.extend_from_slice(whole);
+                locator = locator.max(locator_of(value.id()));
+            }
+        }
+    }
+    for (edit, value) in edits {
+        put_edit(&mut out, &mut locator, edit, *value);
+    }
+    Some((out, locator))
 }
 
 /// The next length-delimited field of a message: (field number, payload). `None` at a field
@@ -994,30 +1058,43 @@ pub(crate) fn encode_tree<'a>(
     // About what an entry with a short name and a located id takes.
     let mut out = Vec::with_capacity(entries.size_hint().0 * 64);
     for (name, value) in entries {
-        // Entry { name (1), value (2): TreeValue }, written straight into `out`: the lengths
-        // of the nested messages are known up front.
-        let (value_len, id) = match value {
-            // TreeValue.file (2) = File { id (1) }
-            TreeEntryRef::File(id) => (field_len(field_len(id.len())), id),
-            // TreeValue.tree_id (4)
-            TreeEntryRef::Tree(id) => (field_len(id.len()), id),
-        };
-        let entry_len = field_len(name.len()) + field_len(value_len);
-        put_tag(&mut out, 1);
-        put_varint(&mut out, entry_len as u64);
-        put_bytes_field(&mut out, 1, name.as_bytes());
-        put_tag(&mut out, 2);
-        put_varint(&mut out, value_len as u64);
-        match value {
-            TreeEntryRef::File(_) => {
-                put_tag(&mut out, 2);
-                put_varint(&mut out, field_len(id.len()) as u64);
-                put_bytes_field(&mut out, 1, id);
-            }
-            TreeEntryRef::Tree(_) => put_bytes_field(&mut out, 4, id),
-        }
+        encode_entry(&mut out, name, value);
     }
     out
+}
+
+/// The length of a `TreeValue` message holding `value`, and its id.
+fn value_len(value: TreeEntryRef<'_>) -> usize {
+    match value {
+        // TreeValue.file (2) = File { id (1) }
+        TreeEntryRef::File(id) => field_len(field_len(id.len())),
+        // TreeValue.tree_id (4)
+        TreeEntryRef::Tree(id) => field_len(id.len()),
+    }
+}
+
+/// Bytes of one encoded tree entry, its field header included.
+fn entry_len(name: &str, value: TreeEntryRef<'_>) -> usize {
+    field_len(field_len(name.len()) + field_len(value_len(value)))
+}
+
+/// Appends the tree entry `Entry { name (1), value (2): TreeValue }` (field 1 of `Tree`),
+/// written straight into `out`: the lengths of the nested messages are known up front.
+fn encode_entry(out: &mut Vec<u8>, name: &str, value: TreeEntryRef<'_>) {
+    let value_len = value_len(value);
+    put_tag(out, 1);
+    put_varint(out, (field_len(name.len()) + field_len(value_len)) as u64);
+    put_bytes_field(out, 1, name.as_bytes());
+    put_tag(out, 2);
+    put_varint(out, value_len as u64);
+    match value {
+        TreeEntryRef::File(id) => {
+            put_tag(out, 2);
+            put_varint(out, field_len(id.len()) as u64);
+            put_bytes_field(out, 1, id);
+        }
+        TreeEntryRef::Tree(id) => put_bytes_field(out, 4, id),
+    }
 }
 
 /// Bytes of a length-delimited field with a one-byte tag and `len` payload bytes.
@@ -1106,7 +1183,63 @@ mod tests {
         #[test]
         fn plain_decoding_never_panics_on_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = decode_plain_tree(&bytes);
+            let _ = splice_tree(&bytes, &[("a~", None)]);
         }
+
+        #[test]
+        fn a_spliced_tree_is_the_edited_tree_encoded(
+            old in proptest::collection::btree_map("[a-d]{1,3}~?", (any::<bool>(), 0u64..50), 0..12),
+            edits in proptest::collection::btree_map(
+                "[a-d]{1,3}~?",
+                proptest::option::of((any::<bool>(), 0u64..50)),
+                0..6,
+            ),
+        ) {
+            // Ids are a fixed hash part and a locator, as `located_id` makes them.
+            let id = |locator: u64| located_id(locator, b"same bytes");
+            let entry = |(file, locator): (bool, u64)| (file, id(locator));
+            fn as_ref((file, id): &(bool, Vec<u8>)) -> TreeEntryRef<'_> {
+                if *file { TreeEntryRef::File(id) } else { TreeEntryRef::Tree(id) }
+            }
+            let old: BTreeMap<String, (bool, Vec<u8>)> =
+                old.into_iter().map(|(name, value)| (name, entry(value))).collect();
+            let edits: Vec<(String, Option<(bool, Vec<u8>)>)> =
+                edits.into_iter().map(|(name, value)| (name, value.map(entry))).collect();
+            let mut new = old.clone();
+            for (name, value) in &edits {
+                match value {
+                    Some(value) => new.insert(name.clone(), value.clone()),
+                    None => new.remove(name),
+                };
+            }
+            let encoded_old = encode_tree(old.iter().map(|(name, value)| (name.as_str(), as_ref(value))));
+            let edit_refs: Vec<(&str, Option<TreeEntryRef<'_>>)> =
+                edits.iter().map(|(name, value)| (name.as_str(), value.as_ref().map(as_ref))).collect();
+            let (spliced, locator) = splice_tree(&encoded_old, &edit_refs).expect("splices");
+            let expected = encode_tree(new.iter().map(|(name, value)| (name.as_str(), as_ref(value))));
+            prop_assert_eq!(spliced, expected);
+            let newest = new.values().map(|(_, id)| locator_of(id)).max().unwrap_or(0);
+            prop_assert_eq!(locator, newest);
+        }
+    }
+
+    #[test]
+    fn splicing_refuses_what_encode_tree_would_not_write() {
+        let id = located_id(3, b"x");
+        let a = encode_tree([("a~", TreeEntryRef::File(&id))].into_iter());
+        let b = encode_tree([("b~", TreeEntryRef::File(&id))].into_iter());
+        // Out of name order.
+        let mut unordered = b.clone();
+        unordered.extend_from_slice(&a);
+        assert!(splice_tree(&unordered, &[]).is_none());
+        // A length written as a two-byte varint where one byte is enough.
+        let mut padded = vec![a[0], a[1] | 0x80, 0];
+        padded.extend_from_slice(&a[2..]);
+        assert!(decode_plain_tree(&padded).is_some(), "decodes");
+        assert!(splice_tree(&padded, &[]).is_none(), "but is not canonical");
+        let mut ordered = a.clone();
+        ordered.extend_from_slice(&b);
+        assert_eq!(splice_tree(&ordered, &[]), Some((ordered.clone(), 3)));
     }
 
     #[test]

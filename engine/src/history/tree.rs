@@ -30,12 +30,14 @@ use jj_lib::backend::{BackendResult, FileId, Tree, TreeId, TreeValue};
 use jj_lib::object_id::ObjectId;
 use jj_lib::repo_path::RepoPathComponent;
 
-use super::backend::{PlainEntry, RedbBackend, TreeEntryRef, encode_tree, located_id, locator_of};
+use super::backend::{
+    PlainEntry, RedbBackend, TreeEntryRef, encode_tree, located_id, locator_of, splice_tree,
+};
 use super::delta;
 use super::path::{SHARD_THRESHOLD, is_shard, key_components, shard_at, shard_hash, shard_of};
 
 /// Entries the working tree keeps loaded between rounds before it unloads directories the last
-/// round did not edit (about 150 bytes each).
+/// round did not edit (about 200 bytes each, their encoding included).
 const LOADED_ENTRIES: usize = 128 * 1024;
 
 /// The keyspace tree being recorded, kept loaded between revisions.
@@ -137,6 +139,9 @@ struct Dir {
     /// chain that stores it; `None` for a new directory and after a split or a merge. The next
     /// version is stored as a delta over it (`delta.rs`).
     stored: Option<(TreeId, u8)>,
+    /// The encoding of `stored`'s tree (when set): the next version is this with the touched
+    /// entries spliced in (`splice_tree`), not an encoding of every entry again.
+    encoded: Vec<u8>,
     /// Edited since `stored`.
     dirty: bool,
     /// Names whose entry may differ from `stored`'s.
@@ -155,8 +160,8 @@ enum Slot {
 
 impl Dir {
     fn load(backend: &RedbBackend, id: &TreeId) -> BackendResult<Self> {
-        let (entries, depth) = backend.tree_entries_and_depth(id)?;
-        let stored = (id != backend.empty_tree()).then(|| (id.clone(), depth));
+        let (entries, resolved) = backend.tree_entries_resolved(id)?;
+        let stored = (id != backend.empty_tree()).then(|| (id.clone(), resolved.depth));
         let entries = entries
             .into_iter()
             .map(|(name, entry)| {
@@ -170,6 +175,7 @@ impl Dir {
         Ok(Self {
             entries,
             stored,
+            encoded: resolved.bytes.to_vec(),
             ..Self::default()
         })
     }
@@ -373,40 +379,67 @@ impl Dir {
             self.touched.clear();
             return false;
         }
-        // The locator is the newest among the entries', found in the same pass as the encoding.
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.sort_unstable();
+        touched.dedup();
+        let edits: Vec<(&str, Option<TreeEntryRef<'_>>)> = touched
+            .iter()
+            .map(|name| (name.as_str(), self.entries.get(name).map(Slot::entry)))
+            .collect();
+        let spliced = self
+            .stored
+            .as_ref()
+            .and_then(|_| splice_tree(&self.encoded, &edits));
+        let (bytes, locator) = spliced.unwrap_or_else(|| self.encode());
+        debug_assert!(
+            bytes == self.encode().0,
+            "a spliced tree is the tree encoded"
+        );
+        let id = TreeId::new(located_id(locator, &bytes));
+        // A delta names its base (33 bytes): over a small tree it can be the larger form.
+        let delta = self
+            .stored
+            .as_ref()
+            .and_then(|(base, depth)| self.delta_over(backend, base, *depth, &id, &edits))
+            .filter(|(delta, _)| delta.len() < bytes.len());
+        let depth = match delta {
+            Some((delta, depth)) => {
+                backend.put_tree_stored(&id, delta);
+                depth
+            }
+            None => {
+                backend.put_tree_stored(&id, bytes.clone());
+                0
+            }
+        };
+        self.stored = Some((id, depth));
+        self.encoded = bytes;
+        true
+    }
+
+    /// Every entry encoded, and the newest locator among their ids.
+    fn encode(&self) -> (Vec<u8>, u64) {
         let mut locator = 0;
         let bytes = encode_tree(self.entries.iter().map(|(name, slot)| {
             let entry = slot.entry();
             locator = locator.max(locator_of(entry.id()));
             (name.as_str(), entry)
         }));
-        let id = TreeId::new(located_id(locator, &bytes));
-        let touched = std::mem::take(&mut self.touched);
-        // A delta names its base (33 bytes): over a small tree it can be the larger form.
-        let delta = self
-            .stored
-            .as_ref()
-            .and_then(|(base, depth)| self.delta_over(backend, base, *depth, &id, touched))
-            .filter(|(delta, _)| delta.len() < bytes.len());
-        let (delta, depth) = delta.map_or((None, 0), |(delta, depth)| (Some(delta), depth));
-        backend.put_tree_bytes(&id, bytes, delta);
-        self.stored = Some((id, depth));
-        true
+        (bytes, locator)
     }
 
-    /// The delta (and its depth) that stores the tree `id` over `base` (stored as a chain of
-    /// `base_depth`), if it is short enough and the chain not too long; `None` stores it whole.
+    /// This directory as a delta over `base` (the tree it was loaded from or last written as,
+    /// stored as a chain of `base_depth` deltas): `edits` are the entries changed since, in
+    /// name order. `None` when it is to be stored whole.
     fn delta_over(
         &self,
         backend: &RedbBackend,
         base: &TreeId,
         base_depth: u8,
         id: &TreeId,
-        mut touched: Vec<String>,
+        edits: &[(&str, Option<TreeEntryRef<'_>>)],
     ) -> Option<(Vec<u8>, u8)> {
-        touched.sort_unstable();
-        touched.dedup();
-        if touched.len() > delta::MAX_EDITS || !delta::fits(base.as_bytes()) {
+        if edits.len() > delta::MAX_EDITS || !delta::fits(base.as_bytes()) {
             return None;
         }
         // Only a tree first written by the revision being recorded (its locator is that
@@ -420,11 +453,10 @@ impl Dir {
         if depth > delta::MAX_DEPTH {
             return None;
         }
-        let edits = touched.iter().map(|name| {
-            let value = self.entries.get(name.as_str()).map(Slot::entry);
-            (name.as_str(), value)
-        });
-        Some((delta::encode(depth, base.as_bytes(), edits), depth))
+        Some((
+            delta::encode(depth, base.as_bytes(), edits.iter().copied()),
+            depth,
+        ))
     }
 
     /// The id of a directory written since its last edit.

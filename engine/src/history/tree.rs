@@ -369,19 +369,30 @@ impl Dir {
         if !self.dirty {
             return self.stored.is_some();
         }
-        self.entries.retain(|_, slot| match slot {
-            Slot::Loaded(dir) => dir.write(backend),
-            Slot::File(_) | Slot::Stored(_) => true,
-        });
-        self.dirty = false;
-        if self.entries.is_empty() {
-            self.stored = None;
-            self.touched.clear();
-            return false;
-        }
         let mut touched = std::mem::take(&mut self.touched);
         touched.sort_unstable();
         touched.dedup();
+        if self.stored.is_some() {
+            // Only entries touched since the last write can hold edited directories: the
+            // others need not be visited (each a loaded directory elsewhere in memory).
+            for name in &touched {
+                if let Some(Slot::Loaded(dir)) = self.entries.get_mut(name)
+                    && !dir.write(backend)
+                {
+                    self.entries.remove(name);
+                }
+            }
+        } else {
+            self.entries.retain(|_, slot| match slot {
+                Slot::Loaded(dir) => dir.write(backend),
+                Slot::File(_) | Slot::Stored(_) => true,
+            });
+        }
+        self.dirty = false;
+        if self.entries.is_empty() {
+            self.stored = None;
+            return false;
+        }
         let edits: Vec<(&str, Option<TreeEntryRef<'_>>)> = touched
             .iter()
             .map(|name| (name.as_str(), self.entries.get(name).map(Slot::entry)))

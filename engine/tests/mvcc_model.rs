@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use cairn_engine::error::KvError;
 use cairn_engine::kv::{Event, EventKind, KeyValue};
-use cairn_engine::mvcc::{ApplyInput, ApplyOutput, MvccOptions, MvccStore};
+use cairn_engine::mvcc::{ApplyInput, ApplyOutput, MvccOptions, MvccStore, RecordedRevision};
 use cairn_engine::request::{
     Command, CommandResponse, Compare, CompareResult, CompareTarget, DeleteRangeRequest,
     DeleteRangeResponse, Proposal, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp,
@@ -574,23 +574,41 @@ fn run(steps: &[Step]) -> Result<(), TestCaseError> {
                     .iter()
                     .map(|command| Proposal {
                         command: command.clone(),
-                        time_unix_ms: 0,
-                        origin: cairn_engine::request::Origin::default(),
+                        time_unix_ms: 1_700_000_000_000 + model.revision as u64,
+                        origin: cairn_engine::request::Origin {
+                            user: "model".to_owned(),
+                            agent: String::new(),
+                        },
                     })
                     .collect();
                 let inputs: Vec<ApplyInput<'_>> = proposals
                     .iter()
-                    .map(|proposal| ApplyInput {
+                    .enumerate()
+                    .map(|(index, proposal)| ApplyInput {
                         proposal: Some(proposal),
-                        log_term: 0,
-                        log_index: 0,
+                        log_term: 2,
+                        log_index: model.revision as u64 * 10 + index as u64,
                     })
                     .collect();
                 let outputs = store
                     .apply(&inputs, b"", false)
                     .map_err(|err| TestCaseError::fail(err.to_string()))?;
+                let revision_before = model.revision;
                 let expected: Vec<ApplyOutput> = commands.iter().map(|c| model.apply(c)).collect();
-                prop_assert_eq!(outputs, expected, "commands {:?}", commands);
+                prop_assert_eq!(&outputs, &expected, "commands {:?}", commands);
+                // What the apply hands history is what history would read back from the store.
+                let mut before = revision_before;
+                for (input, output) in inputs.iter().zip(&outputs) {
+                    let handed = RecordedRevision::applied(input, output.revision, &output.events);
+                    let read = store
+                        .recorded_revisions(before + 1, 1)
+                        .map_err(|err| TestCaseError::fail(err.to_string()))?
+                        .into_iter()
+                        .next()
+                        .filter(|read| read.revision == output.revision);
+                    prop_assert_eq!(handed, read, "revision {}", output.revision);
+                    before = output.revision;
+                }
                 prop_assert_eq!(store.current_revision(), model.revision);
                 prop_assert_eq!(store.compact_revision(), model.compact);
             }

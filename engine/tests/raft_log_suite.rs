@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use cairn_engine::Event;
-use cairn_engine::mvcc::{ApplyOutput, MvccOptions, MvccStore};
+use cairn_engine::mvcc::{ApplyInput, ApplyOutput, MvccOptions, MvccStore};
 use cairn_engine::raft::log_store::WalLogStore;
 use cairn_engine::raft::state_machine::{ApplyObserver, MvccStateMachine};
 use cairn_engine::raft::types::{LogId, TypeConfig, Vote};
@@ -24,7 +24,7 @@ use tempfile::TempDir;
 struct NoObserver;
 
 impl ApplyObserver for NoObserver {
-    fn applied(&self, _proposal: Option<&Proposal>, _output: &ApplyOutput, _events: Vec<Event>) {}
+    fn applied(&self, _input: &ApplyInput<'_>, _output: &ApplyOutput, _events: Vec<Event>) {}
     fn restored(&self, _store: &MvccStore) {}
 }
 

@@ -1,10 +1,11 @@
 //! History: every revision of the store as a commit in a jj-lib repository.
 //!
 //! ```text
-//!  MvccStateMachine::apply ─► ApplyObserver ─► HistoryFeed::notify(applied revision)
-//!                                                     │ (no data crosses: a number)
+//!  MvccStateMachine::apply ─► ApplyObserver ─► Feed: each revision made (its changes, from
+//!                                                │    the apply's events), then the batch end
 //!  history thread (std::thread, never a tokio worker) ◄┘
-//!     reads revisions (head, applied] from the MVCC store (`changes`, `history`, `rev_meta`)
+//!     takes revisions (head, applied] from the feed, or, past what its bounded queue kept,
+//!     reads them from the MVCC store (`changes`, `history`, `revision_meta`)
 //!     ─► one jj tree per revision (keys mapped by `path`), one jj commit per revision
 //!        (parent = previous revision's commit), one jj operation per applied batch
 //!     ─► objects, operations and indexes in one redb write transaction (`store`)
@@ -83,8 +84,9 @@ impl Recording {
     ) -> HistoryResult<Self> {
         let db = Arc::new(db::HistoryDb::open(&history_path(data_dir))?);
         let progress = Arc::new(writer::Progress::default());
-        let recorder = writer::Recorder::new(Arc::clone(&db), Arc::clone(&progress))?;
         let feed = Arc::new(writer::Feed::default());
+        let recorder = writer::Recorder::new(Arc::clone(&db), Arc::clone(&progress))?
+            .with_feed(Arc::clone(&feed));
         feed.batch_applied(store.get().current_revision());
         let applied_store = store.clone();
         let history = History::online(
@@ -118,6 +120,12 @@ impl Recording {
             .history
             .commit_object(revision)?
             .map(|commit| crate::mvcc::HistoryAnchor { revision, commit }))
+    }
+
+    /// An applied entry made `revision`: the history thread records it from memory rather than
+    /// reading it back from the store, while the hand-over queue has room.
+    pub(crate) fn revision_applied(&self, revision: crate::mvcc::RecordedRevision) {
+        self.feed.revision_applied(revision);
     }
 
     /// A batch was applied; `revision` is the store's revision after it.

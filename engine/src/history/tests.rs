@@ -11,9 +11,9 @@ use proptest::prelude::*;
 
 use super::db::HistoryDb;
 use super::path::{SHARD_THRESHOLD, is_shard};
-use super::writer::{Progress, Recorder};
+use super::writer::{Feed, Progress, Recorder};
 use super::{At, ChangeKind, History, LogQuery};
-use crate::mvcc::{ApplyInput, MvccOptions, MvccStore};
+use crate::mvcc::{ApplyInput, MvccOptions, MvccStore, RecordedRevision};
 use crate::request::{Command, DeleteRangeRequest, Origin, Proposal, PutRequest};
 
 type State = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -25,6 +25,8 @@ struct Fixture {
     states: BTreeMap<i64, State>,
     /// The revisions that changed each key (puts and deletes), oldest first.
     changes: BTreeMap<Vec<u8>, Vec<i64>>,
+    /// Each revision as the apply hands it to history (`RecordedRevision::applied`).
+    handed: Vec<RecordedRevision>,
     time: u64,
 }
 
@@ -40,6 +42,7 @@ impl Fixture {
             store: Arc::new(store),
             states,
             changes: BTreeMap::new(),
+            handed: Vec::new(),
             time: 1_700_000_000_000,
         }
     }
@@ -55,18 +58,17 @@ impl Fixture {
             },
         };
         let before = self.store.current_revision();
-        let index = self.time / 1000;
-        self.store
-            .apply(
-                &[ApplyInput {
-                    proposal: Some(&proposal),
-                    log_term: 3,
-                    log_index: index,
-                }],
-                b"raft",
-                false,
-            )
-            .expect("apply");
+        let input = ApplyInput {
+            proposal: Some(&proposal),
+            log_term: 3,
+            log_index: self.time / 1000,
+        };
+        let outputs = self.store.apply(&[input], b"raft", false).expect("apply");
+        self.handed.extend(RecordedRevision::applied(
+            &input,
+            outputs[0].revision,
+            &outputs[0].events,
+        ));
         let after = self.store.current_revision();
         if after > before {
             let mut state = self.states[&before].clone();
@@ -920,4 +922,53 @@ fn a_database_of_format_3_is_read_as_it_is_and_packs_what_follows() {
         assert_eq!(ids.get(revision), Some(id), "revision {revision}");
     }
     check_against_model(&fixture, &history);
+}
+
+#[test]
+fn revisions_handed_over_by_the_apply_record_the_history_read_from_the_store() {
+    let ops: Vec<(u8, u8, u8)> = (0..80u32)
+        .map(|i| ((i % 5 % 3) as u8, (i * 7 % 11) as u8, i as u8))
+        .collect();
+    let fixture = Fixture::from_ops(ops, |n| format!("/h/{}/k{n}", n % 3));
+    let read_dir = tempfile::tempdir().expect("tempdir");
+    let read = fixture.record(read_dir.path());
+
+    // Records with a feed holding the handed revisions but `missing`, and `store`.
+    let record_handed = |store: &MvccStore, missing: std::ops::Range<usize>| {
+        let feed = Arc::new(Feed::default());
+        for (index, revision) in fixture.handed.iter().enumerate() {
+            if !missing.contains(&index) {
+                feed.revision_applied(revision.clone());
+            }
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Arc::new(HistoryDb::open(&dir.path().join("history.redb")).expect("db"));
+        let mut recorder = Recorder::new(Arc::clone(&db), Arc::new(Progress::default()))
+            .expect("recorder")
+            .with_feed(Arc::clone(&feed))
+            .with_small_rounds(7, 1 << 20);
+        recorder
+            .catch_up(
+                store,
+                &mut VecDeque::from([fixture.store.current_revision()]),
+                true,
+            )
+            .expect("catch up");
+        assert_eq!(feed.handed_len(), 0, "the queue was drained");
+        (dir, History::offline(db))
+    };
+
+    // Everything from the queue: the store it could read from is empty.
+    let empty_dir = tempfile::tempdir().expect("tempdir");
+    let empty = MvccStore::open(&empty_dir.path().join("mvcc.redb"), MvccOptions::default())
+        .expect("store");
+    let (_dir, handed) = record_handed(&empty, 0..0);
+    assert_eq!(commit_ids(&handed), commit_ids(&read), "the same commits");
+    check_against_model(&fixture, &handed);
+
+    // A few revisions missing in the middle (as when the queue was full) come from the store.
+    let middle = fixture.handed.len() / 2;
+    let (_dir, mixed) = record_handed(&fixture.store, middle..middle + 3);
+    assert_eq!(commit_ids(&mixed), commit_ids(&read), "the same commits");
+    check_against_model(&fixture, &mixed);
 }

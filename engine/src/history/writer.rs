@@ -1,8 +1,10 @@
 //! The history thread: records applied revisions as jj commits, in order, off the apply path.
 //!
 //! ```text
-//!  apply (state machine) ── Feed::batch_applied(last revision) ──► condvar
-//!  history thread: wait ─► MvccStore::recorded_revisions(head + 1, …) ─► per revision:
+//!  apply (state machine) ── Feed::revision_applied(revision) ─► hand-over queue (bounded)
+//!                        ── Feed::batch_applied(last revision) ──► condvar
+//!  history thread: wait ─► the queue from head + 1, else MvccStore::recorded_revisions(head + 1, …)
+//!     ─► per revision:
 //!     WorkingTree (tree.rs) ─► jj commit (parent = head) ─► index rows (index.rs)
 //!     per applied batch: jj operation (view = new head) ─► one redb write transaction
 //! ```
@@ -47,6 +49,9 @@ const GATHER: Duration = Duration::from_millis(25);
 const DURABLE_EVERY: Duration = Duration::from_secs(1);
 /// At most this many batch boundaries are remembered; older ones merge (bounded memory).
 const MAX_MARKS: usize = 100_000;
+/// Bytes of revisions (keys and values) the hand-over queue holds at most: past that, the
+/// history thread reads what the queue could not take from the store.
+const HANDED_BYTES: usize = 32 << 20;
 /// How often retention is checked.
 const RETENTION_CHECK: Duration = Duration::from_secs(60);
 /// Keys listed in a commit description.
@@ -71,6 +76,12 @@ struct FeedState {
     /// time it is recording or letting revisions gather, and waking it would only cost both
     /// sides a futex call and a context switch per applied batch.
     idle: bool,
+    /// Revisions handed over by the apply path, oldest first: what the store holds for them,
+    /// built from the apply's events (`RecordedRevision::applied`). There may be gaps (the
+    /// queue was full); the thread reads those from the store.
+    handed: VecDeque<RecordedRevision>,
+    /// What `handed` holds, in [`RecordedRevision::size`] bytes.
+    handed_bytes: usize,
 }
 
 impl Feed {
@@ -89,11 +100,55 @@ impl Feed {
         }
     }
 
+    /// An applied entry made `revision`: queued for the history thread if there is room (it
+    /// reads it from the store otherwise).
+    pub(crate) fn revision_applied(&self, revision: RecordedRevision) {
+        let size = revision.size();
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.handed_bytes + size <= HANDED_BYTES {
+            state.handed_bytes += size;
+            state.handed.push_back(revision);
+        }
+    }
+
+    /// The handed-over revisions that continue from `next`, consecutive, until about
+    /// `max_changes` changes; empty if the queue does not hold `next`. Forgets those before it.
+    fn take_handed(&self, next: i64, max_changes: usize) -> Vec<RecordedRevision> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = &mut *state;
+        while let Some(stale) = state.handed.pop_front_if(|r| r.revision < next) {
+            state.handed_bytes -= stale.size();
+        }
+        let mut taken: Vec<RecordedRevision> = Vec::new();
+        let mut changes = 0;
+        while changes < max_changes
+            && let Some(revision) = state
+                .handed
+                .pop_front_if(|r| r.revision == next + taken.len() as i64)
+        {
+            state.handed_bytes -= revision.size();
+            changes += revision.changes.len();
+            taken.push(revision);
+        }
+        taken
+    }
+
+    #[cfg(test)]
+    pub(crate) fn handed_len(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .handed
+            .len()
+    }
+
     /// The store was replaced (snapshot installed): start from its revision.
     pub(crate) fn restored(&self, revision: i64) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.applied = revision;
         state.marks.clear();
+        state.handed.clear();
+        state.handed_bytes = 0;
         self.wake.notify_one();
     }
 
@@ -149,6 +204,8 @@ pub(crate) struct Recorder {
     working: WorkingTree,
     /// Changes read from the store per round (one write transaction).
     changes_per_round: usize,
+    /// Where the apply path hands revisions over (none offline: everything is read).
+    feed: Option<Arc<Feed>>,
 }
 
 impl Recorder {
@@ -167,7 +224,15 @@ impl Recorder {
             last_durable: Instant::now(),
             working: WorkingTree::default(),
             changes_per_round: CHANGES_PER_TRANSACTION,
+            feed: None,
         })
+    }
+
+    /// Records the revisions `feed` was handed, when they continue the head, instead of
+    /// reading them from the store.
+    pub(crate) fn with_feed(mut self, feed: Arc<Feed>) -> Self {
+        self.feed = Some(feed);
+        self
     }
 
     /// Records in rounds of about `changes` changes, with a working tree that keeps at most
@@ -218,16 +283,23 @@ impl Recorder {
             self.import_state(store, floor)?;
             return Ok(1);
         }
-        let revisions = store
-            .recorded_revisions(self.head.revision + 1, self.changes_per_round)
-            .map_err(HistoryError::storage)?;
-        let Some(first) = revisions.first() else {
-            return Ok(0);
-        };
         let expected = if self.head.revision == 0 {
             2
         } else {
             self.head.revision + 1
+        };
+        let handed = self.feed.as_ref().map_or_else(Vec::new, |feed| {
+            feed.take_handed(expected, self.changes_per_round)
+        });
+        let revisions = if handed.is_empty() {
+            store
+                .recorded_revisions(self.head.revision + 1, self.changes_per_round)
+                .map_err(HistoryError::storage)?
+        } else {
+            handed
+        };
+        let Some(first) = revisions.first() else {
+            return Ok(0);
         };
         if first.revision != expected {
             self.import_state(store, first.revision - 1)?;

@@ -7,10 +7,12 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::ApplyInput;
 use super::codec;
 use super::error::{MvccError, MvccResult};
 use super::read::ReadSource;
 use super::tables::ReadTables;
+use crate::kv::{Event, EventKind};
 use crate::request::Origin;
 use crate::revision::RevisionId;
 
@@ -22,6 +24,18 @@ pub struct RevisionMeta {
     /// The proposer's clock when the entry was proposed (ms since the Unix epoch).
     pub time_unix_ms: u64,
     pub origin: Origin,
+}
+
+impl RevisionMeta {
+    /// What is recorded about the revision the entry `input` makes.
+    pub(crate) fn of(input: &ApplyInput<'_>) -> Self {
+        Self {
+            log_term: input.log_term,
+            log_index: input.log_index,
+            time_unix_ms: input.proposal.map_or(0, |p| p.time_unix_ms),
+            origin: input.proposal.map(|p| p.origin.clone()).unwrap_or_default(),
+        }
+    }
 }
 
 /// History's commit at a revision, kept in the store (see [`super::MvccStore::set_history_anchor`]).
@@ -80,6 +94,38 @@ pub struct RecordedRevision {
     /// Default (zeros) for revisions written before meta was recorded.
     pub meta: RevisionMeta,
     pub changes: Vec<RecordedChange>,
+}
+
+impl RecordedRevision {
+    /// The revision the entry `input` made, `revision`, from the events its apply returned (one
+    /// per change, in sub-revision order): what [`super::MvccStore::recorded_revisions`] reads
+    /// back for it, without reading. `None` if it changed nothing.
+    pub fn applied(input: &ApplyInput<'_>, revision: i64, events: &[Event]) -> Option<Self> {
+        if events.is_empty() {
+            return None;
+        }
+        let changes = events
+            .iter()
+            .map(|event| RecordedChange {
+                key: event.kv.key.clone(),
+                value: (event.kind == EventKind::Put).then(|| event.kv.value.clone()),
+                mod_revision: revision,
+            })
+            .collect();
+        Some(Self {
+            revision,
+            meta: RevisionMeta::of(input),
+            changes,
+        })
+    }
+
+    /// About how many bytes it holds (keys and values).
+    pub fn size(&self) -> usize {
+        self.changes
+            .iter()
+            .map(|change| change.key.len() + change.value.as_ref().map_or(0, Bytes::len) + 64)
+            .sum()
+    }
 }
 
 /// Revisions from `from` on, whole, until at least `max_changes` changes are gathered or the

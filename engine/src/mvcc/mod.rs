@@ -476,13 +476,7 @@ fn record_revision_meta(
     input: &ApplyInput<'_>,
     revision: i64,
 ) -> MvccResult<()> {
-    let meta = RevisionMeta {
-        log_term: input.log_term,
-        log_index: input.log_index,
-        time_unix_ms: input.proposal.map_or(0, |p| p.time_unix_ms),
-        origin: input.proposal.map(|p| p.origin.clone()).unwrap_or_default(),
-    };
-    let bytes = postcard::to_allocvec(&meta)
+    let bytes = postcard::to_allocvec(&RevisionMeta::of(input))
         .map_err(|_| MvccError::corrupt("revision_meta", "unencodable meta"))?;
     writer
         .tables

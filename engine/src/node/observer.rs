@@ -1,13 +1,14 @@
-//! What happens after a batch is applied: events to the watch hub, leases to the lessor.
+//! What happens after a batch is applied: events to the watch hub, leases to the lessor, the
+//! revisions made to the history recorder.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::kv::Event;
 use crate::lease::Lessor;
-use crate::mvcc::{ApplyOutput, MvccStore};
+use crate::mvcc::{ApplyInput, ApplyOutput, MvccStore, RecordedRevision};
 use crate::raft::state_machine::ApplyObserver;
-use crate::request::{Command, CommandResponse, Proposal};
+use crate::request::{Command, CommandResponse};
 use crate::watch::WatchHub;
 
 /// Counters the applier maintains for metrics.
@@ -22,14 +23,22 @@ pub(crate) struct NodeObserver {
     pub(crate) hub: Arc<WatchHub>,
     pub(crate) lessor: Arc<Lessor>,
     pub(crate) counters: Arc<ApplyCounters>,
-    /// The history recorder, told about every applied batch (None when history is off).
+    /// The history recorder, handed every revision and told about every applied batch (None
+    /// when history is off).
     pub(crate) history: Option<Arc<crate::history::Recording>>,
 }
 
 impl ApplyObserver for NodeObserver {
-    fn applied(&self, proposal: Option<&Proposal>, output: &ApplyOutput, events: Vec<Event>) {
-        let Some(proposal) = proposal else { return };
+    fn applied(&self, input: &ApplyInput<'_>, output: &ApplyOutput, events: Vec<Event>) {
+        let Some(proposal) = input.proposal else {
+            return;
+        };
         self.counters.applied.fetch_add(1, Ordering::Relaxed);
+        if let Some(history) = &self.history
+            && let Some(revision) = RecordedRevision::applied(input, output.revision, &events)
+        {
+            history.revision_applied(revision);
+        }
         if !events.is_empty() {
             self.hub.publish(output.revision, Arc::from(events));
         }

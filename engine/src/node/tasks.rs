@@ -12,9 +12,8 @@ use tokio::task::JoinHandle;
 use super::Node;
 use crate::error::KvError;
 use crate::kv::Event;
-use crate::mvcc::{ApplyOutput, MvccStore};
+use crate::mvcc::{ApplyInput, ApplyOutput, MvccStore};
 use crate::raft::state_machine::ApplyObserver;
-use crate::request::Proposal;
 
 /// Handles of the tasks a node started, aborted on shutdown.
 #[derive(Default)]
@@ -62,9 +61,9 @@ impl LateObserver {
 }
 
 impl ApplyObserver for LateObserver {
-    fn applied(&self, proposal: Option<&Proposal>, output: &ApplyOutput, events: Vec<Event>) {
+    fn applied(&self, input: &ApplyInput<'_>, output: &ApplyOutput, events: Vec<Event>) {
         if let Some(target) = self.target.get() {
-            target.applied(proposal, output, events);
+            target.applied(input, output, events);
         }
     }
 

@@ -31,14 +31,14 @@ use serde::{Deserialize, Serialize};
 use crate::kv::Event;
 use crate::mvcc::{ApplyInput, ApplyOutput, MvccOptions, MvccStore};
 use crate::raft::types::{Applied, LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
-use crate::request::Proposal;
 
 /// Where applied results go besides the proposer: the watch hub, the lessor, metrics.
 pub trait ApplyObserver: Send + Sync + 'static {
     /// Called for each entry of a batch, in log order, once the batch is committed and before
-    /// its proposer is answered: the entry's proposal (None for raft's own entries), its output
-    /// (whose `events` are handed over separately, by value).
-    fn applied(&self, proposal: Option<&Proposal>, output: &ApplyOutput, events: Vec<Event>);
+    /// its proposer is answered: the entry as applied (its proposal, None for raft's own
+    /// entries, and its log id), its output (whose `events` are handed over separately, by
+    /// value).
+    fn applied(&self, input: &ApplyInput<'_>, output: &ApplyOutput, events: Vec<Event>);
     /// Called after a snapshot replaced the whole state.
     fn restored(&self, store: &MvccStore);
     /// Called once per applied batch, after `applied` for each of its entries, with the store's
@@ -145,6 +145,18 @@ impl MvccStateMachine {
     }
 }
 
+/// What the store applies of a raft log entry.
+fn apply_input(entry: &crate::raft::types::Entry) -> ApplyInput<'_> {
+    ApplyInput {
+        proposal: match &entry.payload {
+            EntryPayload::Normal(proposal) => Some(proposal),
+            EntryPayload::Blank | EntryPayload::Membership(_) => None,
+        },
+        log_term: entry.log_id.committed_leader_id().term,
+        log_index: entry.log_id.index(),
+    }
+}
+
 fn read_raft_state(store: &MvccStore) -> io::Result<RaftState> {
     // Empty state: a data dir restored from a snapshot, starting a fresh cluster.
     match store.raft_state().map_err(io::Error::other)? {
@@ -181,17 +193,7 @@ impl RaftStateMachine<TypeConfig> for MvccStateMachine {
         let (entries, responders): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         let store = self.store.get();
         let outputs = tokio::task::spawn_blocking(move || {
-            let inputs: Vec<ApplyInput<'_>> = entries
-                .iter()
-                .map(|entry| ApplyInput {
-                    proposal: match &entry.payload {
-                        EntryPayload::Normal(proposal) => Some(proposal),
-                        EntryPayload::Blank | EntryPayload::Membership(_) => None,
-                    },
-                    log_term: entry.log_id.committed_leader_id().term,
-                    log_index: entry.log_id.index(),
-                })
-                .collect();
+            let inputs: Vec<ApplyInput<'_>> = entries.iter().map(apply_input).collect();
             let outputs = store.apply(&inputs, &raft_state, durable);
             drop(inputs);
             outputs.map(|outputs| (entries, outputs))
@@ -204,14 +206,10 @@ impl RaftStateMachine<TypeConfig> for MvccStateMachine {
             self.last_checkpoint = Instant::now();
         }
         for ((entry, mut output), responder) in entries.iter().zip(outputs).zip(responders) {
-            let proposal = match &entry.payload {
-                EntryPayload::Normal(proposal) => Some(proposal),
-                EntryPayload::Blank | EntryPayload::Membership(_) => None,
-            };
             // The events move to the observer (the watch hub), the answer to the proposer:
             // nothing is copied.
             let events = std::mem::take(&mut output.events);
-            self.observer.applied(proposal, &output, events);
+            self.observer.applied(&apply_input(entry), &output, events);
             if let Some(responder) = responder {
                 responder.send(Applied {
                     revision: output.revision,

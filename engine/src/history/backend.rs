@@ -116,6 +116,13 @@ pub(crate) fn split_object_key(key: &[u8]) -> Option<(u64, &[u8])> {
     Some((locator, &key[9..]))
 }
 
+/// The locator and hash of a pending object that goes into its locator's pack: one whose id
+/// is located at the revision that wrote it.
+fn packable(key: &[u8], revision: i64) -> Option<(u64, &[u8])> {
+    split_object_key(key)
+        .filter(|(locator, _)| *locator > 0 && *locator == revision_locator(revision))
+}
+
 /// The `objects` key of a packed object whose id has `locator`.
 pub(crate) fn packed_object_key(locator: u64, object: &pack::Packed<'_>) -> Vec<u8> {
     let mut key = Vec::with_capacity(1 + ID_LEN);
@@ -225,16 +232,21 @@ impl ObjectBuffer {
         // the table ends rather than scattered over its last pages.
         let mut pending: Vec<(Vec<u8>, Stamped)> = pending.into_iter().collect();
         pending.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
-        let mut bytes = 0u64;
+        // Each pack allocated once, at about its size.
         let mut packs: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+        for (key, (revision, value)) in &pending {
+            if let Some((locator, _)) = packable(key, *revision) {
+                let pack = packs.entry(locator).or_default();
+                let size = (pack.capacity() + 1 + HASH_LEN + 3 + value.len()).min(pack::PACK_LIMIT);
+                pack.reserve_exact(size - pack.capacity());
+            }
+        }
+        let mut bytes = 0u64;
         let mut table = txn.open_table(OBJECTS)?;
         let mut row = Vec::new();
         for (key, (revision, value)) in pending {
             bytes += value.len() as u64;
-            if let Some((locator, hash)) = split_object_key(&key)
-                && locator > 0
-                && locator == revision_locator(revision)
-            {
+            if let Some((locator, hash)) = packable(&key, revision) {
                 let pack = packs.entry(locator).or_default();
                 if pack.len() + value.len() <= pack::PACK_LIMIT {
                     pack::push(pack, key[0], hash, &value);
@@ -248,7 +260,7 @@ impl ObjectBuffer {
         }
         drop(table);
         let mut table = txn.open_table(PACKS)?;
-        for (locator, pack) in packs {
+        for (locator, pack) in packs.into_iter().filter(|(_, pack)| !pack.is_empty()) {
             // A revision's pack is written once, when it is recorded, but for the operation of
             // a trim (recorded at the head): that one joins the head's pack.
             let earlier = table

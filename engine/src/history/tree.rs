@@ -26,6 +26,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use compact_str::CompactString;
+
 use jj_lib::backend::{BackendResult, FileId, Tree, TreeId, TreeValue};
 use jj_lib::object_id::ObjectId;
 use jj_lib::repo_path::RepoPathComponent;
@@ -134,7 +136,8 @@ struct Cx<'a> {
 /// A directory being edited.
 #[derive(Default)]
 struct Dir {
-    entries: BTreeMap<String, Slot>,
+    /// By name: names are short (inline in the map's nodes, no pointer to follow per compare).
+    entries: BTreeMap<CompactString, Slot>,
     /// The tree this directory was last loaded from or written as, and the length of the delta
     /// chain that stores it; `None` for a new directory and after a split or a merge. The next
     /// version is stored as a delta over it (`delta.rs`).
@@ -145,7 +148,7 @@ struct Dir {
     /// Edited since `stored`.
     dirty: bool,
     /// Names whose entry may differ from `stored`'s.
-    touched: Vec<String>,
+    touched: Vec<CompactString>,
     /// The round it was last edited in.
     used: u64,
 }
@@ -169,7 +172,7 @@ impl Dir {
                     PlainEntry::Tree(id) => Slot::Stored(TreeId::new(id)),
                     PlainEntry::File(id) => Slot::File(FileId::new(id)),
                 };
-                (name, slot)
+                (CompactString::from(name), slot)
             })
             .collect();
         Ok(Self {
@@ -185,7 +188,7 @@ impl Dir {
         self.dirty = true;
         self.used = round;
         if self.stored.is_some() {
-            self.touched.push(name.to_owned());
+            self.touched.push(CompactString::from(name));
         }
     }
 
@@ -212,7 +215,7 @@ impl Dir {
                 ..Dir::default()
             };
             self.entries
-                .insert(name.to_owned(), Slot::Loaded(Box::new(dir)));
+                .insert(CompactString::from(name), Slot::Loaded(Box::new(dir)));
         }
         let slot = self.entries.get_mut(name).expect("inserted above");
         match slot {
@@ -277,22 +280,23 @@ impl Dir {
             match value {
                 Some(id) => {
                     self.touch(name, cx.round);
-                    self.entries.insert(name.clone(), Slot::File(id.clone()));
+                    self.entries
+                        .insert(CompactString::from(name.as_str()), Slot::File(id.clone()));
                 }
                 None => {
-                    if self.entries.remove(name).is_some() {
+                    if self.entries.remove(name.as_str()).is_some() {
                         self.touch(name, cx.round);
                     }
                 }
             }
         } else {
-            if value.is_none() && !self.entries.contains_key(name) {
+            if value.is_none() && !self.entries.contains_key(name.as_str()) {
                 return Ok(());
             }
             let child = self.child(cx, name)?;
             child.apply(cx, &components[1..], value)?;
             if child.entries.is_empty() {
-                self.entries.remove(name);
+                self.entries.remove(name.as_str());
             }
         }
         if self.entries.len() > SHARD_THRESHOLD {
@@ -320,7 +324,7 @@ impl Dir {
                 dir.split(level + 1);
             }
             self.entries
-                .insert(shard.to_owned(), Slot::Loaded(Box::new(dir)));
+                .insert(CompactString::const_new(shard), Slot::Loaded(Box::new(dir)));
         }
     }
 

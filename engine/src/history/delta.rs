@@ -1,5 +1,5 @@
 //! Trees stored as deltas: how a tree that differs from the tree it was edited from by a few
-//! entries is kept in the `objects` table.
+//! entries is stored (in its revision's pack or its own `objects` row, `backend.rs`).
 //!
 //! A revision rewrites every tree on the path to each key it changes, and a tree differs from
 //! its previous version by one entry, so storing each whole would write kilobytes per
@@ -21,7 +21,7 @@ use super::backend::{PlainEntry, TreeEntryRef, get_varint, put_varint};
 /// The first byte of a delta.
 const MAGIC: u8 = 0xff;
 /// Longest chain of deltas before a tree is stored whole again.
-pub(crate) const MAX_DEPTH: u8 = 4;
+pub(crate) const MAX_DEPTH: u8 = 8;
 /// More changed entries than this and the tree is stored whole.
 pub(crate) const MAX_EDITS: usize = 8;
 

@@ -1,7 +1,7 @@
-//! `RedbOpStore`: jj-lib's operation store over the same redb objects table as the commits.
+//! `RedbOpStore`: jj-lib's operation store over the same redb tables as the commits.
 //!
 //! Operations and views are stored as jj's own `simple_op_store` protobuf messages, content
-//! addressed by SHA-256 (kinds `o` and `v` in `objects`). History's views only ever hold head
+//! addressed by SHA-256 (kinds `o` and `v`, packed with their revision's objects). History's views only ever hold head
 //! commits (one head: the newest revision), so bookmarks, tags, remotes and working copies are
 //! refused rather than silently dropped.
 //!

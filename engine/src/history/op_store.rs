@@ -1,9 +1,9 @@
 //! `RedbOpStore`: jj-lib's operation store over the same redb tables as the commits.
 //!
 //! Operations and views are stored as jj's own `simple_op_store` protobuf messages, content
-//! addressed by SHA-256 (kinds `o` and `v`, packed with their revision's objects). History's views only ever hold head
-//! commits (one head: the newest revision), so bookmarks, tags, remotes and working copies are
-//! refused rather than silently dropped.
+//! addressed by SHA-256 (kinds `o` and `v`, packed with their revision's objects). History's
+//! views only ever hold head commits (one head: the newest revision), so bookmarks, tags,
+//! remotes and working copies are refused rather than silently dropped.
 //!
 //! Operations are per member: they record how this member's applied batches arrived (raft log
 //! ids, origins), which differs between members, unlike the commits they point at.

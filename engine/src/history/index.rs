@@ -55,11 +55,18 @@ pub(crate) const KEY_LOG_SPAN: i64 = 1 << 12;
 #[cfg(test)]
 pub(crate) const KEY_LOG_SPAN: i64 = 4;
 
+// Ids are (de)serialized as byte strings (`serde_bytes`): postcard writes a byte string and a
+// sequence of `u8` alike (a length, then the bytes), but the former in one copy instead of a
+// call per byte.
+
 /// One recorded revision.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct RevisionRecord {
+    #[serde(with = "serde_bytes")]
     pub commit_id: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub parent_commit_id: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub tree_id: Vec<u8>,
     pub time_unix_ms: u64,
     pub log_term: u64,
@@ -71,6 +78,7 @@ pub(crate) struct RevisionRecord {
 /// One recorded operation.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct OperationRecord {
+    #[serde(with = "serde_bytes")]
     pub operation_id: Vec<u8>,
     pub first_revision: i64,
     pub last_revision: i64,
@@ -81,9 +89,12 @@ pub(crate) struct OperationRecord {
 pub(crate) struct Head {
     /// Newest revision recorded (0 = none yet).
     pub revision: i64,
+    #[serde(with = "serde_bytes")]
     pub commit_id: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub tree_id: Vec<u8>,
     pub time_unix_ms: u64,
+    #[serde(with = "serde_bytes")]
     pub operation_id: Vec<u8>,
     /// Sequence number of the newest operation.
     pub operation_seq: u64,
@@ -224,6 +235,49 @@ mod tests {
                                         r1 in 1i64..1 << 20, r2 in 1i64..1 << 20) {
             prop_assume!(key_log_span(r1) < key_log_span(r2));
             prop_assert!(key_log_key(&a, r1) < key_log_key(&b, r2));
+        }
+
+        #[test]
+        fn records_read_what_byte_sequences_wrote(
+            commit in proptest::collection::vec(any::<u8>(), 0..40),
+            tree in proptest::collection::vec(any::<u8>(), 0..40),
+            time in any::<u64>(),
+        ) {
+            // The layout of rows written before ids were byte strings: sequences of `u8`.
+            #[derive(Serialize)]
+            struct Before<'a> {
+                commit_id: &'a Vec<u8>,
+                parent_commit_id: &'a Vec<u8>,
+                tree_id: &'a Vec<u8>,
+                time_unix_ms: u64,
+                log_term: u64,
+                log_index: u64,
+                origin: Origin,
+                changes_total: u64,
+            }
+            let origin = Origin { user: "u".to_owned(), agent: "a".to_owned() };
+            let before = postcard::to_allocvec(&Before {
+                commit_id: &commit,
+                parent_commit_id: &tree,
+                tree_id: &tree,
+                time_unix_ms: time,
+                log_term: 3,
+                log_index: 9,
+                origin: origin.clone(),
+                changes_total: 1,
+            }).expect("encode");
+            let record = RevisionRecord {
+                commit_id: commit.clone(),
+                parent_commit_id: tree.clone(),
+                tree_id: tree.clone(),
+                time_unix_ms: time,
+                log_term: 3,
+                log_index: 9,
+                origin,
+                changes_total: 1,
+            };
+            prop_assert_eq!(postcard::from_bytes::<RevisionRecord>(&before).expect("decode"), record.clone());
+            prop_assert_eq!(postcard::to_allocvec(&record).expect("encode"), before);
         }
 
         #[test]

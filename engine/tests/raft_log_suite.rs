@@ -10,7 +10,6 @@ use cairn_engine::mvcc::{ApplyInput, ApplyOutput, MvccOptions, MvccStore};
 use cairn_engine::raft::log_store::WalLogStore;
 use cairn_engine::raft::state_machine::{ApplyObserver, MvccStateMachine};
 use cairn_engine::raft::types::{LogId, TypeConfig, Vote};
-use cairn_engine::request::Proposal;
 use cairn_engine::wal::WalOptions;
 use openraft::StorageError;
 use openraft::entry::RaftEntry;

@@ -558,7 +558,7 @@ impl RedbBackend {
         if let Some(entries) = decode_plain_tree(bytes) {
             return Ok((entries, resolved));
         }
-        let tree = tree_from_proto(decode::<proto::Tree>(&bytes, id)?, id)?;
+        let tree = tree_from_proto(decode::<proto::Tree>(bytes, id)?, id)?;
         let entries = tree
             .entries()
             .map(|entry| {
@@ -1003,12 +1003,11 @@ pub(crate) fn splice_tree(
         while let Some((edit, value)) = edits.next_if(|(edit, _)| *edit < name) {
             put_edit(&mut out, &mut locator, edit, *value);
         }
-        match edits.next_if(|(edit, _)| *edit == name) {
-            Some((edit, value)) => put_edit(&mut out, &mut locator, edit, *value),
-            None => {
-                out.extend_from_slice(whole);
-                locator = locator.max(locator_of(value.id()));
-            }
+        if let Some((edit, value)) = edits.next_if(|(edit, _)| *edit == name) {
+            put_edit(&mut out, &mut locator, edit, *value);
+        } else {
+            out.extend_from_slice(whole);
+            locator = locator.max(locator_of(value.id()));
         }
     }
     for (edit, value) in edits {
@@ -1210,12 +1209,9 @@ mod tests {
             // Ids are a fixed hash part and a locator, as `located_id` makes them.
             let id = |locator: u64| located_id(locator, b"same bytes");
             let entry = |(file, locator): (bool, u64)| (file, id(locator));
-            fn as_ref((file, id): &(bool, Vec<u8>)) -> TreeEntryRef<'_> {
-                if *file { TreeEntryRef::File(id) } else { TreeEntryRef::Tree(id) }
-            }
-            let old: BTreeMap<String, (bool, Vec<u8>)> =
+            let old: BTreeMap<String, TestEntry> =
                 old.into_iter().map(|(name, value)| (name, entry(value))).collect();
-            let edits: Vec<(String, Option<(bool, Vec<u8>)>)> =
+            let edits: Vec<(String, Option<TestEntry>)> =
                 edits.into_iter().map(|(name, value)| (name, value.map(entry))).collect();
             let mut new = old.clone();
             for (name, value) in &edits {
@@ -1232,6 +1228,17 @@ mod tests {
             prop_assert_eq!(spliced, expected);
             let newest = new.values().map(|(_, id)| locator_of(id)).max().unwrap_or(0);
             prop_assert_eq!(locator, newest);
+        }
+    }
+
+    /// A test tree entry: whether it is a file, and its id.
+    type TestEntry = (bool, Vec<u8>);
+
+    fn as_ref((file, id): &TestEntry) -> TreeEntryRef<'_> {
+        if *file {
+            TreeEntryRef::File(id)
+        } else {
+            TreeEntryRef::Tree(id)
         }
     }
 

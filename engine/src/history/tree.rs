@@ -415,17 +415,14 @@ impl Dir {
         let delta = self
             .stored
             .as_ref()
-            .and_then(|(base, depth)| self.delta_over(backend, base, *depth, &id, &edits))
+            .and_then(|(base, depth)| delta_over(backend, base, *depth, &id, &edits))
             .filter(|(delta, _)| delta.len() < bytes.len());
-        let depth = match delta {
-            Some((delta, depth)) => {
-                backend.put_tree_stored(&id, delta);
-                depth
-            }
-            None => {
-                backend.put_tree_stored(&id, bytes.clone());
-                0
-            }
+        let depth = if let Some((delta, depth)) = delta {
+            backend.put_tree_stored(&id, delta);
+            depth
+        } else {
+            backend.put_tree_stored(&id, bytes.clone());
+            0
         };
         self.stored = Some((id, depth));
         self.encoded = bytes;
@@ -441,37 +438,6 @@ impl Dir {
             (name.as_str(), entry)
         }));
         (bytes, locator)
-    }
-
-    /// This directory as a delta over `base` (the tree it was loaded from or last written as,
-    /// stored as a chain of `base_depth` deltas): `edits` are the entries changed since, in
-    /// name order. `None` when it is to be stored whole.
-    fn delta_over(
-        &self,
-        backend: &RedbBackend,
-        base: &TreeId,
-        base_depth: u8,
-        id: &TreeId,
-        edits: &[(&str, Option<TreeEntryRef<'_>>)],
-    ) -> Option<(Vec<u8>, u8)> {
-        if edits.len() > delta::MAX_EDITS || !delta::fits(base.as_bytes()) {
-            return None;
-        }
-        // Only a tree first written by the revision being recorded (its locator is that
-        // revision) is stored as a delta. A tree written again (a state that recurs, after a
-        // delete) is stored whole: a delta could point back to a tree based on it, a cycle no
-        // read resolves. So every delta points to older trees, and chains end.
-        if locator_of(id.as_bytes()) != backend.writing_locator() || id == base {
-            return None;
-        }
-        let depth = base_depth.checked_add(1)?;
-        if depth > delta::MAX_DEPTH {
-            return None;
-        }
-        Some((
-            delta::encode(depth, base.as_bytes(), edits.iter().copied()),
-            depth,
-        ))
     }
 
     /// The id of a directory written since its last edit.
@@ -515,6 +481,36 @@ impl Slot {
             Slot::Loaded(dir) => TreeEntryRef::Tree(dir.written_id().as_bytes()),
         }
     }
+}
+
+/// The directory `id` as a delta over `base` (the tree it was loaded from or last written
+/// as, stored as a chain of `base_depth` deltas): `edits` are the entries changed since, in
+/// name order. `None` when it is to be stored whole.
+fn delta_over(
+    backend: &RedbBackend,
+    base: &TreeId,
+    base_depth: u8,
+    id: &TreeId,
+    edits: &[(&str, Option<TreeEntryRef<'_>>)],
+) -> Option<(Vec<u8>, u8)> {
+    if edits.len() > delta::MAX_EDITS || !delta::fits(base.as_bytes()) {
+        return None;
+    }
+    // Only a tree first written by the revision being recorded (its locator is that
+    // revision) is stored as a delta. A tree written again (a state that recurs, after a
+    // delete) is stored whole: a delta could point back to a tree based on it, a cycle no
+    // read resolves. So every delta points to older trees, and chains end.
+    if locator_of(id.as_bytes()) != backend.writing_locator() || id == base {
+        return None;
+    }
+    let depth = base_depth.checked_add(1)?;
+    if depth > delta::MAX_DEPTH {
+        return None;
+    }
+    Some((
+        delta::encode(depth, base.as_bytes(), edits.iter().copied()),
+        depth,
+    ))
 }
 
 /// The entry `name` of the logical directory whose tree is `tree`, following its shards.

@@ -116,16 +116,19 @@ impl Feed {
     fn take_handed(&self, next: i64, max_changes: usize) -> Vec<RecordedRevision> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let state = &mut *state;
-        while let Some(stale) = state.handed.pop_front_if(|r| r.revision < next) {
+        while state.handed.front().is_some_and(|r| r.revision < next) {
+            let stale = state.handed.pop_front().expect("checked");
             state.handed_bytes -= stale.size();
         }
         let mut taken: Vec<RecordedRevision> = Vec::new();
         let mut changes = 0;
         while changes < max_changes
-            && let Some(revision) = state
+            && state
                 .handed
-                .pop_front_if(|r| r.revision == next + taken.len() as i64)
+                .front()
+                .is_some_and(|r| r.revision == next + taken.len() as i64)
         {
+            let revision = state.handed.pop_front().expect("checked");
             state.handed_bytes -= revision.size();
             changes += revision.changes.len();
             taken.push(revision);

@@ -819,46 +819,68 @@ fn a_database_of_the_old_format_is_set_aside_and_history_starts_again() {
     assert!(HistoryDb::open_existing(&path).is_ok());
 }
 
+/// Puts over 7 keys under `prefix`, each `delete_every`-th followed by a delete.
+fn churn(prefix: &str, delete_every: u32) -> Fixture {
+    let mut fixture = Fixture::new();
+    for i in 0..30u32 {
+        fixture.put(format!("{prefix}{}", i % 7).as_bytes(), &[i as u8]);
+        if i % delete_every == delete_every - 1 {
+            fixture.delete(format!("{prefix}{}", i % 7).as_bytes(), b"");
+        }
+    }
+    fixture
+}
+
+/// Records `fixture` into `dir`, then turns the database into one of the older `format` with
+/// `downgrade` (one transaction); returns the commit ids recorded.
+fn record_as_format(
+    fixture: &Fixture,
+    dir: &std::path::Path,
+    format: &[u8],
+    downgrade: impl FnOnce(&redb::WriteTransaction),
+) -> BTreeMap<i64, String> {
+    let history = fixture.record(dir);
+    let commits = commit_ids(&history);
+    let db = history_db(&history);
+    let txn = db.db.begin_write().expect("write");
+    downgrade(&txn);
+    txn.open_table(super::index::META)
+        .expect("meta")
+        .insert(super::index::META_FORMAT, format)
+        .expect("format");
+    txn.commit().expect("commit");
+    commits
+}
+
 #[test]
 fn a_database_of_format_2_is_migrated_in_place() {
     use redb::ReadableTable;
 
-    let mut fixture = Fixture::new();
-    for i in 0..30u32 {
-        fixture.put(format!("/m/{}", i % 7).as_bytes(), &[i as u8]);
-        if i % 5 == 4 {
-            fixture.delete(format!("/m/{}", i % 7).as_bytes(), b"");
-        }
-    }
+    let fixture = churn("/m/", 5);
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("history.redb");
-    let commits = {
-        let history = fixture.record(dir.path());
-        let commits = commit_ids(&history);
-        // Turn it back into format 2: key_log rows without spans.
-        let db = history_db(&history);
-        let txn = db.db.begin_write().expect("write");
-        {
-            let spanned = txn.open_table(super::index::KEY_LOG).expect("key_log");
-            let mut unspanned = txn
-                .open_table(super::index::KEY_LOG_FORMAT2)
-                .expect("old key_log");
-            for row in spanned.iter().expect("rows") {
-                let (key, value) = row.expect("row");
-                unspanned
-                    .insert(&key.value()[8..], value.value())
-                    .expect("insert");
+    // Format 2: key_log rows without spans (and no packs).
+    let commits = record_as_format(
+        &fixture,
+        dir.path(),
+        super::index::FORMAT_UNSPANNED,
+        |txn| {
+            {
+                let spanned = txn.open_table(super::index::KEY_LOG).expect("key_log");
+                let mut unspanned = txn
+                    .open_table(super::index::KEY_LOG_FORMAT2)
+                    .expect("old key_log");
+                for row in spanned.iter().expect("rows") {
+                    let (key, value) = row.expect("row");
+                    unspanned
+                        .insert(&key.value()[8..], value.value())
+                        .expect("insert");
+                }
             }
-        }
-        txn.delete_table(super::index::KEY_LOG).expect("delete");
-        unpack(&txn);
-        txn.open_table(super::index::META)
-            .expect("meta")
-            .insert(super::index::META_FORMAT, super::index::FORMAT_UNSPANNED)
-            .expect("format");
-        txn.commit().expect("commit");
-        commits
-    };
+            txn.delete_table(super::index::KEY_LOG).expect("delete");
+            unpack(txn);
+        },
+    );
     let err = HistoryDb::open_existing(&path)
         .err()
         .expect("refused offline before migration");
@@ -874,29 +896,11 @@ fn a_database_of_format_2_is_migrated_in_place() {
 
 #[test]
 fn a_database_of_format_3_is_read_as_it_is_and_packs_what_follows() {
-    let mut fixture = Fixture::new();
-    for i in 0..30u32 {
-        fixture.put(format!("/u/{}", i % 7).as_bytes(), &[i as u8]);
-        if i % 6 == 5 {
-            fixture.delete(format!("/u/{}", i % 7).as_bytes(), b"");
-        }
-    }
+    let mut fixture = churn("/u/", 6);
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("history.redb");
-    let commits = {
-        let history = fixture.record(dir.path());
-        let commits = commit_ids(&history);
-        // Turn it back into format 3: every object a row of its own, no packs.
-        let db = history_db(&history);
-        let txn = db.db.begin_write().expect("write");
-        unpack(&txn);
-        txn.open_table(super::index::META)
-            .expect("meta")
-            .insert(super::index::META_FORMAT, super::index::FORMAT_UNPACKED)
-            .expect("format");
-        txn.commit().expect("commit");
-        commits
-    };
+    // Format 3: every object a row of its own, no packs.
+    let commits = record_as_format(&fixture, dir.path(), super::index::FORMAT_UNPACKED, unpack);
     let offline = History::offline(Arc::new(
         HistoryDb::open_existing(&path).expect("format 3 opens offline as it is"),
     ));

@@ -232,15 +232,21 @@ impl ObjectBuffer {
         // the table ends rather than scattered over its last pages.
         let mut pending: Vec<(Vec<u8>, Stamped)> = pending.into_iter().collect();
         pending.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
-        // Each pack allocated once, at about its size.
-        let mut packs: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+        // Each pack allocated once, at about its size (a pack stops taking objects once they
+        // would bring it past the limit, so it ends within one object header of it).
+        let mut sizes: BTreeMap<u64, usize> = BTreeMap::new();
         for (key, (revision, value)) in &pending {
             if let Some((locator, _)) = packable(key, *revision) {
-                let pack = packs.entry(locator).or_default();
-                let size = (pack.capacity() + 1 + HASH_LEN + 3 + value.len()).min(pack::PACK_LIMIT);
-                pack.reserve_exact(size - pack.capacity());
+                *sizes.entry(locator).or_default() += pack::header_len(value.len()) + value.len();
             }
         }
+        let mut packs: BTreeMap<u64, Vec<u8>> = sizes
+            .into_iter()
+            .map(|(locator, size)| {
+                let most = pack::PACK_LIMIT + pack::header_len(pack::PACK_LIMIT);
+                (locator, Vec::with_capacity(size.min(most)))
+            })
+            .collect();
         let mut bytes = 0u64;
         let mut table = txn.open_table(OBJECTS)?;
         let mut row = Vec::new();
@@ -1113,7 +1119,7 @@ fn field_len(len: usize) -> usize {
     1 + varint_len(len as u64) + len
 }
 
-fn varint_len(mut value: u64) -> usize {
+pub(crate) fn varint_len(mut value: u64) -> usize {
     let mut len = 1;
     while value >= 0x80 {
         value >>= 7;

@@ -29,10 +29,15 @@ pub(crate) struct Packed<'a> {
     pub bytes: &'a [u8],
 }
 
+/// The bytes an object of `len` bytes takes in a pack before its own.
+pub(crate) fn header_len(len: usize) -> usize {
+    1 + HASH_LEN + super::backend::varint_len(len as u64)
+}
+
 /// Appends an object to `pack`. `hash` is [`HASH_LEN`] bytes.
 pub(crate) fn push(pack: &mut Vec<u8>, kind: u8, hash: &[u8], bytes: &[u8]) {
     debug_assert_eq!(hash.len(), HASH_LEN);
-    pack.reserve(1 + HASH_LEN + 3 + bytes.len());
+    pack.reserve(header_len(bytes.len()) + bytes.len());
     pack.push(kind);
     pack.extend_from_slice(hash);
     put_varint(pack, bytes.len() as u64);
@@ -114,5 +119,6 @@ mod tests {
         assert_eq!(find(&pack, b'f', &[1; HASH_LEN]), Some(&b"first"[..]));
         assert_eq!(find(&pack, b't', &[2; HASH_LEN]), None);
         assert_eq!(whole, 1 + HASH_LEN + 1 + 5);
+        assert_eq!(whole, header_len(5) + 5);
     }
 }

@@ -976,3 +976,31 @@ fn revisions_handed_over_by_the_apply_record_the_history_read_from_the_store() {
     assert_eq!(commit_ids(&mixed), commit_ids(&read), "the same commits");
     check_against_model(&fixture, &mixed);
 }
+
+#[test]
+fn objects_too_large_for_a_pack_are_rows_of_their_own() {
+    use redb::{ReadableDatabase, ReadableTableMetadata};
+
+    let mut fixture = Fixture::new();
+    fixture.put(b"/p/small", b"before");
+    fixture.put(b"/p/big", &vec![7; super::pack::PACK_LIMIT + 1]);
+    fixture.put(b"/p/small", b"after");
+    let dir = tempfile::tempdir().expect("tempdir");
+    drop(fixture.record(dir.path()));
+    // Read back from the file, not from the recording process's caches.
+    let history = fixture.record(dir.path());
+    check_against_model(&fixture, &history);
+    let db = history_db(&history);
+    let txn = db.db.begin_read().expect("read");
+    let rows = txn
+        .open_table(super::backend::OBJECTS)
+        .expect("objects")
+        .len()
+        .expect("len");
+    assert_eq!(rows, 1, "the large file is a row of its own");
+    let head = fixture.store.current_revision();
+    assert!(
+        packed_objects_below(&db, head + 1) > 3,
+        "the rest is packed"
+    );
+}

@@ -768,15 +768,21 @@ fn unpack(txn: &redb::WriteTransaction) {
     txn.delete_table(super::backend::PACKS).expect("delete");
 }
 
-/// Objects stored, packed or in rows of their own.
-fn count_objects(db: &HistoryDb) -> u64 {
-    use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
+/// Objects stored as rows of their own (not packed).
+fn object_rows(db: &HistoryDb) -> u64 {
+    use redb::{ReadableDatabase, ReadableTableMetadata};
     let txn = db.db.begin_read().expect("read");
-    let rows = txn
-        .open_table(super::backend::OBJECTS)
+    txn.open_table(super::backend::OBJECTS)
         .expect("objects")
         .len()
-        .expect("len");
+        .expect("len")
+}
+
+/// Objects stored, packed or in rows of their own.
+fn count_objects(db: &HistoryDb) -> u64 {
+    use redb::{ReadableDatabase, ReadableTable};
+    let rows = object_rows(db);
+    let txn = db.db.begin_read().expect("read");
     let packs = txn.open_table(super::backend::PACKS).expect("packs");
     let mut packed = 0;
     for row in packs.iter().expect("iter") {
@@ -979,8 +985,6 @@ fn revisions_handed_over_by_the_apply_record_the_history_read_from_the_store() {
 
 #[test]
 fn objects_too_large_for_a_pack_are_rows_of_their_own() {
-    use redb::{ReadableDatabase, ReadableTableMetadata};
-
     let mut fixture = Fixture::new();
     fixture.put(b"/p/small", b"before");
     fixture.put(b"/p/big", &vec![7; super::pack::PACK_LIMIT + 1]);
@@ -991,13 +995,7 @@ fn objects_too_large_for_a_pack_are_rows_of_their_own() {
     let history = fixture.record(dir.path());
     check_against_model(&fixture, &history);
     let db = history_db(&history);
-    let txn = db.db.begin_read().expect("read");
-    let rows = txn
-        .open_table(super::backend::OBJECTS)
-        .expect("objects")
-        .len()
-        .expect("len");
-    assert_eq!(rows, 1, "the large file is a row of its own");
+    assert_eq!(object_rows(&db), 1, "the large file is a row of its own");
     let head = fixture.store.current_revision();
     assert!(
         packed_objects_below(&db, head + 1) > 3,

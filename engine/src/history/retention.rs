@@ -193,7 +193,11 @@ pub(crate) fn trim(
         let written = index::decode_i64(value.value()).unwrap_or(i64::MAX);
         if written < keep_from && !marked.contains(key.value()) {
             doomed_rows.insert(key.value().to_vec());
-        } else if let Some(base) = delta_base(key.value()[0], value.value().get(8..)) {
+        } else if let Some(base) = key
+            .value()
+            .first()
+            .and_then(|&kind| delta_base(kind, value.value().get(8..)))
+        {
             bases.push(base);
         }
     }

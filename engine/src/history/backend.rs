@@ -516,16 +516,8 @@ impl RedbBackend {
             }
             let base =
                 self.resolve_tree_within(&TreeId::from_bytes(delta.base), delta.depth - 1)?;
-            let entries = decode_plain_tree(&base.bytes)
+            let (bytes, _) = splice_tree(&base.bytes, &delta.edits)
                 .ok_or_else(|| corrupt("delta over a tree it cannot edit"))?;
-            let entries = delta::apply(entries, &delta.edits);
-            let bytes = encode_tree(entries.iter().map(|(name, entry)| {
-                let value = match entry {
-                    PlainEntry::File(id) => TreeEntryRef::File(id),
-                    PlainEntry::Tree(id) => TreeEntryRef::Tree(id),
-                };
-                (name.as_str(), value)
-            }));
             ResolvedTree {
                 bytes: Arc::from(bytes),
                 depth: delta.depth,
@@ -1052,7 +1044,7 @@ pub(crate) fn get_varint(bytes: &mut &[u8]) -> Option<u64> {
 }
 
 /// One entry of a tree being encoded: a file or a subtree, by id.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum TreeEntryRef<'a> {
     File(&'a [u8]),
     Tree(&'a [u8]),

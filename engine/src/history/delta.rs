@@ -16,7 +16,7 @@
 //! `0xff` never starts a protobuf message (wire type 7 does not exist), so the two forms cannot
 //! be confused.
 
-use super::backend::{PlainEntry, TreeEntryRef, get_varint, put_varint};
+use super::backend::{TreeEntryRef, get_varint, put_varint};
 
 /// The first byte of a delta.
 const MAGIC: u8 = 0xff;
@@ -31,14 +31,7 @@ pub(crate) struct Delta<'a> {
     pub depth: u8,
     pub base: &'a [u8],
     /// Changed entries in name order: the new value, or `None` if removed.
-    pub edits: Vec<(&'a str, Option<PlainEntryRef<'a>>)>,
-}
-
-/// An entry's new value in a delta.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum PlainEntryRef<'a> {
-    File(&'a [u8]),
-    Tree(&'a [u8]),
+    pub edits: Vec<(&'a str, Option<TreeEntryRef<'a>>)>,
 }
 
 pub(crate) fn is_delta(bytes: &[u8]) -> bool {
@@ -80,7 +73,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Delta<'_>> {
     };
     let (&depth, mut rest) = rest.split_first()?;
     let base = take_id(&mut rest)?;
-    let mut edits: Vec<(&str, Option<PlainEntryRef<'_>>)> = Vec::new();
+    let mut edits: Vec<(&str, Option<TreeEntryRef<'_>>)> = Vec::new();
     while !rest.is_empty() {
         let len = usize::try_from(get_varint(&mut rest)?).ok()?;
         let name = take(&mut rest, len)?;
@@ -89,8 +82,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Delta<'_>> {
         rest = tail;
         let value = match kind {
             0 => None,
-            1 => Some(PlainEntryRef::File(take_id(&mut rest)?)),
-            2 => Some(PlainEntryRef::Tree(take_id(&mut rest)?)),
+            1 => Some(TreeEntryRef::File(take_id(&mut rest)?)),
+            2 => Some(TreeEntryRef::Tree(take_id(&mut rest)?)),
             _ => return None,
         };
         if edits.last().is_some_and(|(last, _)| *last >= name) {
@@ -99,33 +92,6 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Delta<'_>> {
         edits.push((name, value));
     }
     Some(Delta { depth, base, edits })
-}
-
-/// The base's entries with the delta's edits applied, in name order.
-pub(crate) fn apply(
-    base: Vec<(String, PlainEntry)>,
-    edits: &[(&str, Option<PlainEntryRef<'_>>)],
-) -> Vec<(String, PlainEntry)> {
-    let mut out = Vec::with_capacity(base.len() + edits.len());
-    let mut edits = edits.iter().peekable();
-    let push_edit = |out: &mut Vec<(String, PlainEntry)>, name: &str, value| match value {
-        Some(PlainEntryRef::File(id)) => out.push((name.to_owned(), PlainEntry::File(id.to_vec()))),
-        Some(PlainEntryRef::Tree(id)) => out.push((name.to_owned(), PlainEntry::Tree(id.to_vec()))),
-        None => {}
-    };
-    for (name, entry) in base {
-        while let Some((edit_name, value)) = edits.next_if(|(edit, _)| *edit < name.as_str()) {
-            push_edit(&mut out, edit_name, *value);
-        }
-        match edits.next_if(|(edit, _)| *edit == name.as_str()) {
-            Some((edit_name, value)) => push_edit(&mut out, edit_name, *value),
-            None => out.push((name, entry)),
-        }
-    }
-    for (edit_name, value) in edits {
-        push_edit(&mut out, edit_name, *value);
-    }
-    out
 }
 
 fn put_id(out: &mut Vec<u8>, id: &[u8]) {
@@ -161,6 +127,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::history::backend::{PlainEntry, decode_plain_tree, encode_tree, splice_tree};
 
     fn entry(kind: bool, id: u8) -> PlainEntry {
         if kind {
@@ -201,8 +168,18 @@ mod tests {
             let delta = decode(&bytes).expect("decodes");
             prop_assert_eq!(delta.depth, 3);
             prop_assert_eq!(delta.base, &[9u8; 32][..]);
-            let applied = apply(base_entries, &delta.edits);
-            prop_assert_eq!(applied, expected.into_iter().collect::<Vec<_>>());
+            let base_bytes = encode_tree(base_entries.iter().map(|(name, entry)| {
+                let value = match entry {
+                    PlainEntry::File(id) => TreeEntryRef::File(id),
+                    PlainEntry::Tree(id) => TreeEntryRef::Tree(id),
+                };
+                (name.as_str(), value)
+            }));
+            let (applied, _) = splice_tree(&base_bytes, &delta.edits).expect("applies");
+            prop_assert_eq!(
+                decode_plain_tree(&applied).expect("a plain tree"),
+                expected.into_iter().collect::<Vec<_>>()
+            );
         }
 
         /// Garbage never panics the decoder.

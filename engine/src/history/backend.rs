@@ -375,17 +375,21 @@ impl RedbBackend {
     /// Reads an object: pending first, then its locator's pack, then its own row. `None` if
     /// absent.
     pub(crate) fn read_object(&self, kind: Kind, id: &[u8]) -> BackendResult<Option<Vec<u8>>> {
-        let key = object_key(kind, id);
-        if let Some(bytes) = self.buffer.get(&key) {
+        self.stored_object(&object_key(kind, id))
+    }
+
+    /// [`Self::read_object`] of the object whose `objects` key is `key`.
+    pub(crate) fn stored_object(&self, key: &[u8]) -> BackendResult<Option<Vec<u8>>> {
+        if let Some(bytes) = self.buffer.get(key) {
             return Ok(Some(bytes));
         }
         let read = || -> Result<Option<Vec<u8>>, redb::Error> {
             let txn = self.db.begin_read()?;
-            if let Some((locator, hash)) = split_object_key(&key).filter(|(l, _)| *l > 0) {
+            if let Some((locator, hash)) = split_object_key(key).filter(|(l, _)| *l > 0) {
                 match txn.open_table(PACKS) {
                     Ok(packs) => {
                         if let Some(row) = packs.get(locator)?
-                            && let Some(bytes) = pack::find(row.value(), kind as u8, hash)
+                            && let Some(bytes) = pack::find(row.value(), key[0], hash)
                         {
                             return Ok(Some(bytes.to_vec()));
                         }
@@ -400,28 +404,10 @@ impl RedbBackend {
                 Err(err) => return Err(err.into()),
             };
             Ok(table
-                .get(key.as_slice())?
+                .get(key)?
                 .map(|row| row.value().get(8..).unwrap_or_default().to_vec()))
         };
         read().map_err(|err| BackendError::Other(Box::new(err)))
-    }
-
-    /// The stored bytes of the object with `objects` key `key` (pending, packed or a row).
-    pub(crate) fn stored_object(&self, key: &[u8]) -> BackendResult<Option<Vec<u8>>> {
-        let kind = match key.first() {
-            Some(b'f') => Kind::File,
-            Some(b't') => Kind::Tree,
-            Some(b'c') => Kind::Commit,
-            Some(b'v') => Kind::View,
-            Some(b'o') => Kind::Operation,
-            _ => return Ok(None),
-        };
-        let Some((locator, hash)) = split_object_key(key) else {
-            return self.read_object(kind, &key[1..]);
-        };
-        let mut id = hash.to_vec();
-        id.extend_from_slice(&locator.to_be_bytes());
-        self.read_object(kind, &id)
     }
 
     fn read_required(&self, kind: Kind, id: &impl ObjectId) -> BackendResult<Vec<u8>> {

@@ -44,7 +44,7 @@ use crate::request::RangeRequest;
 const CHANGES_PER_TRANSACTION: usize = 20_000;
 /// The least time between two recording rounds: revisions applied meanwhile share one
 /// database transaction (history lags the store by at most about this much more).
-const GATHER: Duration = Duration::from_millis(25);
+const GATHER: Duration = Duration::from_millis(100);
 /// How often the history database is made durable.
 const DURABLE_EVERY: Duration = Duration::from_secs(1);
 /// At most this many batch boundaries are remembered; older ones merge (bounded memory).

@@ -37,7 +37,8 @@ pub fn history_path(data_dir: &Path) -> PathBuf {
 
 impl HistoryDb {
     /// Opens (creating if missing) the database at `path`, with every table present. A
-    /// database of format 3 is used as it is (new revisions are packed), one of format 2 is
+    /// database of format 3 or 4 is used as it is (what is recorded from then on has the
+    /// current layout: packs, changes inline, `key_log` in batches), one of format 2 is
     /// migrated in place (`key_log` split into spans). One of an older
     /// format is set aside (renamed `*.format1`, never deleted) and a new one started: history
     /// is derived, and the history thread records it again from the store.
@@ -71,6 +72,8 @@ impl HistoryDb {
         }
         txn.open_table(OBJECTS)?;
         txn.open_table(PACKS)?;
+        let head = read_head(&txn.open_table(index::META)?)?;
+        super::key_log::ensure_through(&txn, &head)?;
         txn.open_table(index::META)?
             .insert(index::META_FORMAT, index::FORMAT)?;
         txn.commit()?;
@@ -154,10 +157,9 @@ fn format_of(db: &Database) -> HistoryResult<Format> {
         Err(err) => return Err(err.into()),
     };
     Ok(match meta.get(index::META_FORMAT)? {
-        // Format 3 is format 4 before packs: readers fall back to `objects`, which still holds
-        // everything it wrote.
         Some(format)
-            if format.value() == index::FORMAT || format.value() == index::FORMAT_UNPACKED =>
+            if format.value() == index::FORMAT
+                || index::FORMATS_READ_AS_IS.contains(&format.value()) =>
         {
             Format::Current
         }
@@ -202,5 +204,18 @@ pub(crate) fn read_head(
         Some(row) => postcard::from_bytes(row.value())
             .map_err(|_| HistoryError::Corrupt("undecodable head".to_owned())),
         None => Ok(Head::default()),
+    }
+}
+
+/// The newest revision whose `key_log` rows are written: `head` when the row is absent (a
+/// database of format ≤ 4 wrote them with every revision).
+pub(crate) fn read_key_log_through(
+    meta: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    head: &Head,
+) -> HistoryResult<i64> {
+    match meta.get(index::META_KEY_LOG_THROUGH)? {
+        Some(row) => index::decode_i64(row.value())
+            .ok_or_else(|| HistoryError::Corrupt("undecodable key_log_through".to_owned())),
+        None => Ok(head.revision),
     }
 }

@@ -5,16 +5,23 @@
 //! table       key                               value
 //! ─────────── ───────────────────────────────── ───────────────────────────────────────────
 //! revisions   rev i64                           postcard RevisionRecord (commit, tree, time,
-//!                                               raft log id, origin, number of changes)
+//!                                               raft log id, origin, number of changes), then
+//!                                               postcard [InlineChange] if the changes are here
 //! changed     rev i64 | seq u32                 kind u8 (1 put, 0 delete) | key bytes
-//! key_log     span u64 | esc(key) | rev i64      kind u8 | file id (32 bytes, puts only)
+//! key_log     span u64 | esc(key) | rev i64      kind u8 (format ≤ 4: then the file id)
 //! operations  seq u64                           postcard OperationRecord (op id, revisions)
-//! meta        name (ASCII)                      see `Head`
+//! meta        name (ASCII)                      see `Head`; key_log_through rev i64
 //! ```
 //!
 //! Integers are big-endian with the sign bit flipped, so byte order is numeric order.
 //! `esc(key)` doubles 0x00 bytes (00 → 00 FF) and ends with 00 01, so within a span one key's
 //! rows are contiguous, in revision order, and a key prefix is a byte prefix of every longer key.
+//!
+//! A revision's changes (kind and key, in the order applied) follow its record in its
+//! `revisions` row when there are at most [`INLINE_CHANGES`] of them, which is nearly always:
+//! one row per revision instead of one more per change. A larger revision (a big transaction,
+//! an imported state) has a `changed` row per change instead, as every revision had before
+//! format 5; a row without changes after the record means exactly that.
 //!
 //! `key_log` is split into *spans* of [`KEY_LOG_SPAN`] revisions (`span` = revision / span
 //! length, big-endian). Recording inserts only into the newest span, which stays small whatever
@@ -22,6 +29,13 @@
 //! the whole history (at 1M keys, recording took 1.3× as long). A query for one key seeks
 //! once per span it covers, newest first, and stops at its limit. Values at a revision and
 //! blame come from the trees (a file id's locator is the key's mod revision), not from here.
+//!
+//! `key_log` rows are written in batches (`writer.rs`), sorted, once the revisions past
+//! `key_log_through` reach [`KEY_LOG_BATCH`] revisions or [`KEY_LOG_BATCH_CHANGES`] changes:
+//! inserting them one transaction at a time, at random places in the newest span, cost the
+//! history thread more than anything else in the index. A query for one key reads the changes
+//! of the revisions past `key_log_through` (at most a batch) from their rows. Without the
+//! `key_log_through` row (format ≤ 4) every revision has its `key_log` rows.
 
 use jj_lib::backend::{CommitId, TreeId};
 use redb::TableDefinition;
@@ -40,11 +54,15 @@ pub(crate) const OPERATIONS: BytesTable = TableDefinition::new("operations");
 pub(crate) const META: BytesTable = TableDefinition::new("meta");
 
 pub(crate) const META_HEAD: &[u8] = b"head";
+/// The newest revision whose `key_log` rows are written (absent: every revision's are).
+pub(crate) const META_KEY_LOG_THROUGH: &[u8] = b"key_log_through";
 /// The layout of ids and keys (`backend.rs`); a database without it predates located ids.
 pub(crate) const META_FORMAT: &[u8] = b"format";
-pub(crate) const FORMAT: &[u8] = b"4";
-/// The format before packs (`pack.rs`): readable as it is.
-pub(crate) const FORMAT_UNPACKED: &[u8] = b"3";
+pub(crate) const FORMAT: &[u8] = b"5";
+/// Formats read as they are: 3, before packs (`pack.rs`; readers fall back to `objects`, which
+/// holds everything it wrote), and 4, before changes inline and `key_log` in batches (it has
+/// `changed` rows for every revision and `key_log` rows through its head).
+pub(crate) const FORMATS_READ_AS_IS: [&[u8]; 2] = [b"3", b"4"];
 /// The format before `key_log` had spans: migrated in place at open.
 pub(crate) const FORMAT_UNSPANNED: &[u8] = b"2";
 
@@ -54,6 +72,26 @@ pub(crate) const KEY_LOG_SPAN: i64 = 1 << 12;
 /// Tests cross spans every few revisions.
 #[cfg(test)]
 pub(crate) const KEY_LOG_SPAN: i64 = 4;
+
+/// Revisions whose `key_log` rows are written together, at most.
+#[cfg(not(test))]
+pub(crate) const KEY_LOG_BATCH: i64 = 1 << 10;
+/// Tests write batches every few revisions, across spans.
+#[cfg(test)]
+pub(crate) const KEY_LOG_BATCH: i64 = 3;
+/// Changes whose `key_log` rows are written together, at most (bounds what a query for one key
+/// reads from the revisions past `key_log_through`).
+#[cfg(not(test))]
+pub(crate) const KEY_LOG_BATCH_CHANGES: usize = 16 << 10;
+#[cfg(test)]
+pub(crate) const KEY_LOG_BATCH_CHANGES: usize = 5;
+
+/// A revision with at most this many changes keeps them in its `revisions` row.
+#[cfg(not(test))]
+pub(crate) const INLINE_CHANGES: usize = 32;
+/// Tests have both kinds of revisions.
+#[cfg(test)]
+pub(crate) const INLINE_CHANGES: usize = 2;
 
 // Ids are (de)serialized as byte strings (`serde_bytes`): postcard writes a byte string and a
 // sequence of `u8` alike (a length, then the bytes), but the former in one copy instead of a
@@ -73,6 +111,43 @@ pub(crate) struct RevisionRecord {
     pub log_index: u64,
     pub origin: Origin,
     pub changes_total: u64,
+}
+
+/// One change of a revision, after its record in its `revisions` row.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct InlineChange<K> {
+    /// [`encode_kind`].
+    pub kind: u8,
+    pub key: K,
+}
+
+/// A `revisions` row: the record, then the changes when they are inline (`None`: they are
+/// `changed` rows).
+pub(crate) fn encode_revision_row(
+    record: &RevisionRecord,
+    changes: Option<&[InlineChange<&serde_bytes::Bytes>]>,
+) -> postcard::Result<Vec<u8>> {
+    let mut row = postcard::to_allocvec(record)?;
+    if let Some(changes) = changes {
+        row = postcard::to_extend(changes, row)?;
+    }
+    Ok(row)
+}
+
+/// Decodes a `revisions` row (see [`encode_revision_row`]).
+pub(crate) fn decode_revision_row(
+    row: &[u8],
+) -> postcard::Result<(
+    RevisionRecord,
+    Option<Vec<InlineChange<serde_bytes::ByteBuf>>>,
+)> {
+    let (record, rest) = postcard::take_from_bytes(row)?;
+    let changes = if rest.is_empty() {
+        None
+    } else {
+        Some(postcard::from_bytes(rest)?)
+    };
+    Ok((record, changes))
 }
 
 /// One recorded operation.

@@ -24,6 +24,7 @@ mod db;
 mod delta;
 mod error;
 mod index;
+mod key_log;
 mod op_store;
 mod pack;
 mod tree;

@@ -1,7 +1,8 @@
 //! Queries over recorded history: by revision and time through `revisions`, by key through
 //! `key_log`, whole states through the jj trees.
 //!
-//! Costs: a key's log is one range scan of its own rows; a prefix log walks revisions newest
+//! Costs: a key's log is one range scan of its own rows per span, after reading the changes of
+//! the revisions not yet in `key_log` (at most a batch); a prefix log walks revisions newest
 //! first until the page is full; `get` is one reverse seek; `diff` reads the changes between the
 //! two revisions; `range` walks the tree under the prefix's directory; time → revision is a
 //! binary search (commit times never decrease).
@@ -19,7 +20,7 @@ use jj_lib::op_store::OperationId;
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::db::{HistoryDb, history_path};
-use super::index::{self, Head, OperationRecord, RevisionRecord};
+use super::index::{self, Head, InlineChange, OperationRecord, RevisionRecord};
 use super::writer::Progress;
 use super::{
     At, BlameLine, HistoryError, HistoryResult, HistoryStatus, KeyChange, KeyDiff, KeyVersion,
@@ -57,6 +58,8 @@ type Table = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
 /// One read transaction's tables.
 struct View {
     head: Head,
+    /// The newest revision whose `key_log` rows are written.
+    key_log_through: i64,
     revisions: Table,
     changed: Table,
     key_log: Table,
@@ -103,8 +106,10 @@ impl History {
     fn view(&self) -> HistoryResult<View> {
         let txn: ReadTransaction = self.inner.db.db.begin_read()?;
         let meta = txn.open_table(index::META)?;
+        let head = super::db::read_head(&meta)?;
         Ok(View {
-            head: super::db::read_head(&meta)?,
+            key_log_through: super::db::read_key_log_through(&meta, &head)?,
+            head,
             revisions: txn.open_table(index::REVISIONS)?,
             changed: txn.open_table(index::CHANGED)?,
             key_log: txn.open_table(index::KEY_LOG)?,
@@ -176,10 +181,20 @@ impl History {
         }
         match (&query.key, query.prefix) {
             (Some(key), false) => {
+                // The revisions whose `key_log` rows are not written yet, from their changes.
+                let mut revision = max;
+                while revision > view.key_log_through && revision >= min && revisions.len() < limit
+                {
+                    if changes_matching(&view, revision, |changed| changed == &key[..])? {
+                        revisions.push(revision);
+                    }
+                    revision -= 1;
+                }
+                let max = revision;
                 // Newest span first; a span's rows for the key are contiguous.
                 let oldest_span = index::key_log_span(min);
                 let mut span = index::key_log_span(max);
-                while revisions.len() < limit {
+                while revisions.len() < limit && min <= max {
                     let from = index::key_log_key_in(span, key, min);
                     let to = index::key_log_key_in(span, key, max);
                     for row in view
@@ -203,7 +218,9 @@ impl History {
                 let prefix = prefix.as_deref().unwrap_or_default();
                 let mut revision = max;
                 while revision >= min && revisions.len() < limit {
-                    if prefix.is_empty() || changes_under(&view, revision, prefix)? {
+                    if prefix.is_empty()
+                        || changes_matching(&view, revision, |key| key.starts_with(prefix))?
+                    {
                         revisions.push(revision);
                     }
                     revision -= 1;
@@ -244,20 +261,21 @@ impl History {
         check_revision(&view, from)?;
         check_revision(&view, to)?;
         let mut keys: BTreeSet<Vec<u8>> = BTreeSet::new();
-        let start = index::changed_key(from + 1, 0);
-        let end = index::changed_key(to, u32::MAX);
+        let start = index::encode_i64(from + 1);
+        let end = index::encode_i64(to);
         for row in view
-            .changed
+            .revisions
             .range::<&[u8]>(start.as_slice()..=end.as_slice())?
         {
-            let (_, value) = row?;
-            let key = value
-                .value()
-                .get(1..)
-                .ok_or_else(|| corrupt("changed row"))?;
-            if key.starts_with(prefix) {
-                keys.insert(key.to_vec());
-            }
+            let (key, value) = row?;
+            let revision = index::decode_i64(key.value()).ok_or_else(|| corrupt("revision key"))?;
+            let (_, inline) = decode_row(value.value())?;
+            visit_changes(&view, revision, inline, |_, key| {
+                if key.starts_with(prefix) {
+                    keys.insert(key.to_vec());
+                }
+                true
+            })?;
         }
         let (from_root, to_root) = (root_at(&view, from)?, root_at(&view, to)?);
         let mut diffs = Vec::new();
@@ -471,12 +489,54 @@ fn resolve(view: &View, at: At) -> HistoryResult<i64> {
 }
 
 fn revision_record(view: &View, revision: i64) -> HistoryResult<Option<RevisionRecord>> {
+    Ok(revision_row(view, revision)?.map(|(record, _)| record))
+}
+
+/// A revision's inline changes (`None`: they are `changed` rows).
+type Inline = Option<Vec<InlineChange<serde_bytes::ByteBuf>>>;
+
+/// The record of `revision` and its inline changes.
+fn revision_row(view: &View, revision: i64) -> HistoryResult<Option<(RevisionRecord, Inline)>> {
     match view.revisions.get(index::encode_i64(revision).as_slice())? {
-        Some(row) => Ok(Some(
-            postcard::from_bytes(row.value()).map_err(|_| corrupt("revision row"))?,
-        )),
+        Some(row) => Ok(Some(decode_row(row.value())?)),
         None => Ok(None),
     }
+}
+
+fn decode_row(row: &[u8]) -> HistoryResult<(RevisionRecord, Inline)> {
+    index::decode_revision_row(row).map_err(|_| corrupt("revision row"))
+}
+
+/// Calls `visit` with the kind and key of each change of `revision`, in the order applied,
+/// while it returns true: from `inline`, or from the `changed` rows when the changes are not
+/// inline. Returns whether `visit` asked to stop.
+fn visit_changes(
+    view: &View,
+    revision: i64,
+    inline: Inline,
+    mut visit: impl FnMut(u8, &[u8]) -> bool,
+) -> HistoryResult<bool> {
+    if let Some(changes) = inline {
+        return Ok(changes
+            .iter()
+            .any(|change| !visit(change.kind, &change.key)));
+    }
+    let start = index::changed_key(revision, 0);
+    let end = index::changed_key(revision, u32::MAX);
+    for row in view
+        .changed
+        .range::<&[u8]>(start.as_slice()..=end.as_slice())?
+    {
+        let (_, value) = row?;
+        let (&kind, key) = value
+            .value()
+            .split_first()
+            .ok_or_else(|| corrupt("changed row"))?;
+        if !visit(kind, key) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 fn time_of(view: &View, revision: i64) -> HistoryResult<u64> {
@@ -512,45 +572,32 @@ fn first_at_or_after(view: &View, unix_ms: u64) -> HistoryResult<i64> {
     Ok(before + 1)
 }
 
-/// Whether `revision` changed a key starting with `prefix`.
-fn changes_under(view: &View, revision: i64, prefix: &[u8]) -> HistoryResult<bool> {
-    let start = index::changed_key(revision, 0);
-    let end = index::changed_key(revision, u32::MAX);
-    for row in view
-        .changed
-        .range::<&[u8]>(start.as_slice()..=end.as_slice())?
-    {
-        let (_, value) = row?;
-        if value
-            .value()
-            .get(1..)
-            .is_some_and(|key| key.starts_with(prefix))
-        {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+/// Whether `revision` changed a key that `matches` (none: no row for it).
+fn changes_matching(
+    view: &View,
+    revision: i64,
+    matches: impl Fn(&[u8]) -> bool,
+) -> HistoryResult<bool> {
+    let Some((_, inline)) = revision_row(view, revision)? else {
+        return Ok(false);
+    };
+    visit_changes(view, revision, inline, |_, key| !matches(key))
 }
 
 fn entry(view: &View, revision: i64, changes_limit: usize) -> HistoryResult<RevisionEntry> {
-    let record = revision_record(view, revision)?.ok_or(HistoryError::NoSuchRevision(revision))?;
-    let start = index::changed_key(revision, 0);
-    let end = index::changed_key(revision, u32::MAX);
+    let (record, inline) =
+        revision_row(view, revision)?.ok_or(HistoryError::NoSuchRevision(revision))?;
     let mut changes = Vec::new();
-    for row in view
-        .changed
-        .range::<&[u8]>(start.as_slice()..=end.as_slice())?
-    {
+    visit_changes(view, revision, inline, |kind, key| {
         if changes_limit > 0 && changes.len() >= changes_limit {
-            break;
+            return false;
         }
-        let (_, value) = row?;
-        let value = value.value();
         changes.push(KeyChange {
-            kind: index::decode_kind(*value.first().ok_or_else(|| corrupt("changed row"))?),
-            key: Bytes::copy_from_slice(&value[1..]),
+            kind: index::decode_kind(kind),
+            key: Bytes::copy_from_slice(key),
         });
-    }
+        true
+    })?;
     changes.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(RevisionEntry {
         revision,

@@ -120,7 +120,7 @@ pub(crate) fn trim_point(
         let row = revisions
             .get(index::encode_i64(revision).as_slice())?
             .ok_or_else(|| HistoryError::Corrupt(format!("no row for revision {revision}")))?;
-        let record: RevisionRecord = postcard::from_bytes(row.value())
+        let (record, _) = index::decode_revision_row(row.value())
             .map_err(|_| HistoryError::Corrupt("undecodable revision row".to_owned()))?;
         Ok(record.time_unix_ms)
     };
@@ -173,8 +173,11 @@ pub(crate) fn trim(
     let read = db.db.begin_read()?;
     let revisions = read.open_table(index::REVISIONS)?;
     let record: RevisionRecord = match revisions.get(index::encode_i64(keep_from).as_slice())? {
-        Some(row) => postcard::from_bytes(row.value())
-            .map_err(|_| HistoryError::Corrupt("undecodable revision row".to_owned()))?,
+        Some(row) => {
+            index::decode_revision_row(row.value())
+                .map_err(|_| HistoryError::Corrupt("undecodable revision row".to_owned()))?
+                .0
+        }
         None => return Err(HistoryError::NoSuchRevision(keep_from)),
     };
     // Mark what the oldest kept tree reaches.

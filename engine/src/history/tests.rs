@@ -220,6 +220,49 @@ fn check_against_model(fixture: &Fixture, history: &History) {
             .collect();
         assert_eq!(blamed, expected, "blame at revision {revision}");
     }
+    // The changes of each revision, and the log of prefixes: every revision that changed a key
+    // under it, newest first.
+    let mut changed_at: BTreeMap<i64, Vec<Vec<u8>>> = BTreeMap::new();
+    for (key, revisions) in &fixture.changes {
+        for &revision in revisions {
+            changed_at.entry(revision).or_default().push(key.clone());
+        }
+    }
+    for (revision, keys) in &changed_at {
+        let shown: Vec<Vec<u8>> = history
+            .show(*revision)
+            .expect("show")
+            .entry
+            .changes
+            .iter()
+            .map(|change| change.key.to_vec())
+            .collect();
+        assert_eq!(&shown, keys, "changes of revision {revision}");
+    }
+    let prefixes: std::collections::BTreeSet<Vec<u8>> = keys
+        .iter()
+        .flat_map(|key| [key[..key.len().min(2)].to_vec(), key.clone()])
+        .collect();
+    for prefix in &prefixes {
+        let expected: Vec<i64> = changed_at
+            .iter()
+            .rev()
+            .filter(|(_, keys)| keys.iter().any(|key| key.starts_with(prefix)))
+            .map(|(revision, _)| *revision)
+            .collect();
+        let logged: Vec<i64> = history
+            .log(&LogQuery {
+                key: Some(Bytes::copy_from_slice(prefix)),
+                prefix: true,
+                limit: usize::MAX,
+                ..LogQuery::default()
+            })
+            .expect("prefix log")
+            .iter()
+            .map(|entry| entry.revision)
+            .collect();
+        assert_eq!(logged, expected, "log of prefix {prefix:?}");
+    }
     // The log of each key: every revision that changed it, newest first, across spans; also
     // paged and bounded by revisions.
     for (key, changed) in &fixture.changes {
@@ -768,6 +811,96 @@ fn unpack(txn: &redb::WriteTransaction) {
     txn.delete_table(super::backend::PACKS).expect("delete");
 }
 
+/// Moves every revision's inline changes into `changed` rows, writes the `key_log` rows of the
+/// revisions still in the batch and drops `key_log_through`: a database as format 4 and before
+/// stored it.
+fn unfold(txn: &redb::WriteTransaction) {
+    use redb::ReadableTable;
+    let meta = txn.open_table(super::index::META).expect("meta");
+    let head = super::db::read_head(&meta).expect("head");
+    let through = super::db::read_key_log_through(&meta, &head).expect("through");
+    drop(meta);
+    let mut revisions = txn.open_table(super::index::REVISIONS).expect("revisions");
+    let mut changed = txn.open_table(super::index::CHANGED).expect("changed");
+    let mut key_log = txn.open_table(super::index::KEY_LOG).expect("key_log");
+    let rows: Vec<(Vec<u8>, Vec<u8>)> = revisions
+        .iter()
+        .expect("rows")
+        .map(|row| {
+            let (key, value) = row.expect("row");
+            (key.value().to_vec(), value.value().to_vec())
+        })
+        .collect();
+    for (key, value) in rows {
+        let revision = super::index::decode_i64(&key).expect("revision");
+        let (record, inline) = super::index::decode_revision_row(&value).expect("row");
+        let mut changes: Vec<(u8, Vec<u8>)> = Vec::new();
+        if let Some(inline) = inline {
+            for (seq, change) in inline.iter().enumerate() {
+                let mut row = vec![change.kind];
+                row.extend_from_slice(&change.key);
+                changed
+                    .insert(
+                        super::index::changed_key(revision, seq as u32).as_slice(),
+                        row.as_slice(),
+                    )
+                    .expect("insert");
+                changes.push((change.kind, change.key.to_vec()));
+            }
+        } else {
+            let start = super::index::changed_key(revision, 0);
+            let end = super::index::changed_key(revision, u32::MAX);
+            for row in changed
+                .range::<&[u8]>(start.as_slice()..=end.as_slice())
+                .expect("range")
+            {
+                let (_, value) = row.expect("row");
+                changes.push((value.value()[0], value.value()[1..].to_vec()));
+            }
+        }
+        if revision > through {
+            for (kind, changed_key) in &changes {
+                key_log
+                    .insert(
+                        super::index::key_log_key(changed_key, revision).as_slice(),
+                        [*kind].as_slice(),
+                    )
+                    .expect("insert");
+            }
+        }
+        let bare = super::index::encode_revision_row(&record, None).expect("encode");
+        revisions
+            .insert(key.as_slice(), bare.as_slice())
+            .expect("insert");
+    }
+    txn.open_table(super::index::META)
+        .expect("meta")
+        .remove(super::index::META_KEY_LOG_THROUGH)
+        .expect("remove");
+}
+
+/// `key_log_through` and the head's revision.
+fn key_log_through(db: &HistoryDb) -> (i64, i64) {
+    use redb::ReadableDatabase;
+    let txn = db.db.begin_read().expect("read");
+    let meta = txn.open_table(super::index::META).expect("meta");
+    let head = super::db::read_head(&meta).expect("head");
+    let through = super::db::read_key_log_through(&meta, &head).expect("through");
+    (through, head.revision)
+}
+
+/// The (key, revision) of every `key_log` row.
+fn key_log_rows(db: &HistoryDb) -> std::collections::BTreeSet<(Vec<u8>, i64)> {
+    use redb::{ReadableDatabase, ReadableTable};
+    let txn = db.db.begin_read().expect("read");
+    let key_log = txn.open_table(super::index::KEY_LOG).expect("key_log");
+    key_log
+        .iter()
+        .expect("rows")
+        .map(|row| super::index::split_key_log_key(row.expect("row").0.value()).expect("key"))
+        .collect()
+}
+
 /// Objects stored as rows of their own (not packed).
 fn object_rows(db: &HistoryDb) -> u64 {
     use redb::{ReadableDatabase, ReadableTableMetadata};
@@ -871,6 +1004,7 @@ fn a_database_of_format_2_is_migrated_in_place() {
         dir.path(),
         super::index::FORMAT_UNSPANNED,
         |txn| {
+            unfold(txn);
             {
                 let spanned = txn.open_table(super::index::KEY_LOG).expect("key_log");
                 let mut unspanned = txn
@@ -906,7 +1040,10 @@ fn a_database_of_format_3_is_read_as_it_is_and_packs_what_follows() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("history.redb");
     // Format 3: every object a row of its own, no packs.
-    let commits = record_as_format(&fixture, dir.path(), super::index::FORMAT_UNPACKED, unpack);
+    let commits = record_as_format(&fixture, dir.path(), b"3", |txn| {
+        unfold(txn);
+        unpack(txn);
+    });
     let offline = History::offline(Arc::new(
         HistoryDb::open_existing(&path).expect("format 3 opens offline as it is"),
     ));
@@ -932,6 +1069,78 @@ fn a_database_of_format_3_is_read_as_it_is_and_packs_what_follows() {
         assert_eq!(ids.get(revision), Some(id), "revision {revision}");
     }
     check_against_model(&fixture, &history);
+}
+
+#[test]
+fn a_database_of_format_4_is_read_as_it_is_and_batches_what_follows() {
+    let mut fixture = churn("/f/", 4);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("history.redb");
+    // Format 4: every revision's changes as `changed` rows, every `key_log` row written.
+    let commits = record_as_format(&fixture, dir.path(), b"4", unfold);
+    let offline = History::offline(Arc::new(
+        HistoryDb::open_existing(&path).expect("format 4 opens offline as it is"),
+    ));
+    assert_eq!(commit_ids(&offline), commits, "the same history");
+    check_against_model(&fixture, &offline);
+    drop(offline);
+
+    for i in 0..10u32 {
+        fixture.put(format!("/f/new{i}").as_bytes(), b"after");
+    }
+    let history = fixture.record_in_rounds(dir.path(), Some((1, 1 << 20)));
+    let db = history_db(&history);
+    let (through, head) = key_log_through(&db);
+    assert_eq!(head, fixture.store.current_revision());
+    assert!(
+        through > head - 10,
+        "the new revisions' rows are written in batches"
+    );
+    check_against_model(&fixture, &history);
+}
+
+#[test]
+fn key_log_batches_are_read_back_after_a_restart_and_written_whole() {
+    let mut fixture = churn("/k/", 4);
+    // Revision 1 is the empty store; batches of 3 revisions end at multiples of 3.
+    if fixture.store.current_revision() % index_batch() == 0 {
+        fixture.put(b"/k/odd", b"1");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let history = fixture.record_in_rounds(dir.path(), Some((1, 1 << 20)));
+    let db = history_db(&history);
+    let (through, head) = key_log_through(&db);
+    assert!(through < head, "the newest revisions wait for their batch");
+    check_against_model(&fixture, &history);
+    drop((history, db));
+
+    // A restart (a new recorder reads the batch back), then more revisions: the batch is
+    // written with them, so every change through `key_log_through` has its row.
+    for i in 0..5u32 {
+        fixture.put(format!("/k/more{i}").as_bytes(), b"x");
+    }
+    let history = fixture.record_in_rounds(dir.path(), Some((1, 1 << 20)));
+    let db = history_db(&history);
+    let (through_now, _) = key_log_through(&db);
+    assert!(through_now > head, "the batch read back was written");
+    let rows = key_log_rows(&db);
+    for (key, revisions) in &fixture.changes {
+        for &revision in revisions.iter().filter(|&&r| r <= through_now) {
+            assert!(
+                rows.contains(&(key.clone(), revision)),
+                "key_log row of {key:?} at {revision}"
+            );
+        }
+    }
+    assert!(
+        rows.iter().all(|(_, revision)| *revision <= through_now),
+        "no row past key_log_through"
+    );
+    check_against_model(&fixture, &history);
+}
+
+fn index_batch() -> i64 {
+    super::index::KEY_LOG_BATCH
 }
 
 #[test]

@@ -33,7 +33,8 @@ use sha2::{Digest, Sha256};
 
 use super::db::HistoryDb;
 use super::error::{HistoryError, HistoryResult};
-use super::index::{self, Head, OperationRecord, RevisionRecord};
+use super::index::{self, Head, InlineChange, OperationRecord, RevisionRecord};
+use super::key_log::{KeyLogBatch, KeyLogRow};
 use super::model::{ChangeKind, Origin};
 use super::retention::{self, Retention};
 use super::tree::WorkingTree;
@@ -209,6 +210,8 @@ pub(crate) struct Recorder {
     changes_per_round: usize,
     /// Where the apply path hands revisions over (none offline: everything is read).
     feed: Option<Arc<Feed>>,
+    /// The `key_log` rows of the revisions past `key_log_through`.
+    key_log: KeyLogBatch,
 }
 
 impl Recorder {
@@ -221,6 +224,7 @@ impl Recorder {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = encode_hex(&head.commit_id);
         Ok(Self {
+            key_log: KeyLogBatch::load(&db)?,
             db,
             head,
             progress,
@@ -341,9 +345,10 @@ impl Recorder {
     ) -> HistoryResult<()> {
         let backend = Arc::clone(&self.db.backend);
         let mut head = self.head.clone();
-        let mut records: Vec<(i64, RevisionRecord)> = Vec::with_capacity(revisions.len());
+        // `revisions` rows, encoded.
+        let mut records: Vec<(i64, Vec<u8>)> = Vec::with_capacity(revisions.len());
         let mut changed_rows: Vec<([u8; 12], Vec<u8>)> = Vec::new();
-        let mut key_log_rows: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut key_log_rows: Vec<KeyLogRow> = Vec::new();
         let mut operations: Vec<(u64, OperationRecord)> = Vec::new();
         let mut group: Vec<(i64, CommitId, &RevisionMeta)> = Vec::new();
         for revision in revisions {
@@ -351,25 +356,20 @@ impl Recorder {
             let base = head.tree(self.db.backend.empty_tree());
             backend.buffer.set_writing(revision.revision);
             working.begin(&backend, &base)?;
+            let inline = revision.changes.len() <= index::INLINE_CHANGES;
             for (seq, change) in revision.changes.iter().enumerate() {
                 let file = change
                     .value
                     .as_ref()
                     .map(|value| backend.put_file(value, change.mod_revision));
                 working.set(&backend, &change.key, file.as_ref())?;
-                let kind = if file.is_some() {
-                    ChangeKind::Put
-                } else {
-                    ChangeKind::Delete
-                };
-                let mut row = vec![index::encode_kind(kind)];
-                row.extend_from_slice(&change.key);
-                changed_rows.push((index::changed_key(revision.revision, seq as u32), row));
-                let mut log_row = vec![index::encode_kind(kind)];
-                if let Some(file) = &file {
-                    log_row.extend_from_slice(file.as_bytes());
+                let kind = change_kind(change);
+                if !inline {
+                    let mut row = vec![kind];
+                    row.extend_from_slice(&change.key);
+                    changed_rows.push((index::changed_key(revision.revision, seq as u32), row));
                 }
-                key_log_rows.push((index::key_log_key(&change.key, revision.revision), log_row));
+                key_log_rows.push((index::key_log_key(&change.key, revision.revision), kind));
             }
             let tree = working.write(&backend);
             let anchored = anchor.and_then(|anchor| anchored_commit(anchor, revision, &tree));
@@ -386,19 +386,30 @@ impl Recorder {
                 // Imported past a gap: what came before is no longer this history's.
                 head.oldest_revision = revision.revision;
             }
-            records.push((
-                revision.revision,
-                RevisionRecord {
-                    commit_id: commit_id.to_bytes(),
-                    parent_commit_id: parent.to_bytes(),
-                    tree_id: tree.to_bytes(),
-                    time_unix_ms: time,
-                    log_term: revision.meta.log_term,
-                    log_index: revision.meta.log_index,
-                    origin: revision.meta.origin.clone(),
-                    changes_total: revision.changes.len() as u64,
-                },
-            ));
+            let record = RevisionRecord {
+                commit_id: commit_id.to_bytes(),
+                parent_commit_id: parent.to_bytes(),
+                tree_id: tree.to_bytes(),
+                time_unix_ms: time,
+                log_term: revision.meta.log_term,
+                log_index: revision.meta.log_index,
+                origin: revision.meta.origin.clone(),
+                changes_total: revision.changes.len() as u64,
+            };
+            let inline_changes: Option<Vec<InlineChange<&serde_bytes::Bytes>>> =
+                inline.then(|| {
+                    revision
+                        .changes
+                        .iter()
+                        .map(|change| InlineChange {
+                            kind: change_kind(change),
+                            key: serde_bytes::Bytes::new(&change.key),
+                        })
+                        .collect()
+                });
+            let row = index::encode_revision_row(&record, inline_changes.as_deref())
+                .map_err(HistoryError::storage)?;
+            records.push((revision.revision, row));
             head.revision = revision.revision;
             head.commit_id = commit_id.to_bytes();
             head.tree_id = tree.to_bytes();
@@ -423,6 +434,7 @@ impl Recorder {
         }
 
         let durable = force_durable || self.last_durable.elapsed() >= DURABLE_EVERY;
+        let key_log_due = self.key_log.due(head.revision, &key_log_rows);
         let mut txn = self.db.db.begin_write()?;
         txn.set_durability(if durable {
             Durability::Immediate
@@ -435,9 +447,8 @@ impl Recorder {
                 .flush_into(&txn)
                 .map_err(HistoryError::storage)?;
             let mut table = txn.open_table(index::REVISIONS)?;
-            for (revision, record) in &records {
-                let bytes = postcard::to_allocvec(record).map_err(HistoryError::storage)?;
-                table.insert(index::encode_i64(*revision).as_slice(), bytes.as_slice())?;
+            for (revision, row) in &records {
+                table.insert(index::encode_i64(*revision).as_slice(), row.as_slice())?;
             }
             drop(table);
             let mut table = txn.open_table(index::CHANGED)?;
@@ -445,11 +456,9 @@ impl Recorder {
                 table.insert(key.as_slice(), row.as_slice())?;
             }
             drop(table);
-            let mut table = txn.open_table(index::KEY_LOG)?;
-            for (key, row) in &key_log_rows {
-                table.insert(key.as_slice(), row.as_slice())?;
+            if key_log_due {
+                self.key_log.write(&txn, head.revision, &mut key_log_rows)?;
             }
-            drop(table);
             let mut table = txn.open_table(index::OPERATIONS)?;
             for (seq, record) in &operations {
                 let bytes = postcard::to_allocvec(record).map_err(HistoryError::storage)?;
@@ -466,6 +475,8 @@ impl Recorder {
             return Err(err);
         }
         txn.commit()?;
+        self.key_log
+            .committed(head.revision, key_log_rows, key_log_due);
         self.head = head;
         self.published(durable);
         Ok(())
@@ -666,6 +677,7 @@ impl Recorder {
             now_unix_ms,
             &retention.to_string(),
         )?;
+        self.key_log.trimmed(point);
         Ok(Some(point))
     }
 
@@ -806,6 +818,15 @@ fn revision_commit(
         },
         secure_sig: None,
     }
+}
+
+/// A change's kind, as the indexes encode it.
+fn change_kind(change: &RecordedChange) -> u8 {
+    index::encode_kind(if change.value.is_some() {
+        ChangeKind::Put
+    } else {
+        ChangeKind::Delete
+    })
 }
 
 /// The change id of a revision: a function of the revision alone.

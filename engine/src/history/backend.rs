@@ -31,7 +31,6 @@
 //! Ids are 32 bytes for commits, trees and files; change ids 16 bytes. The root commit id is
 //! all zeros, as in jj's simple backend.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -144,19 +143,78 @@ pub(crate) fn revision_locator(revision: i64) -> u64 {
     u64::try_from(revision).unwrap_or(0)
 }
 
-/// An object's bytes and the revision that (last) wrote it.
-type Stamped = (i64, Vec<u8>);
-
 /// Objects written but not yet committed to the database, and decoded trees.
 #[derive(Default)]
 pub(crate) struct ObjectBuffer {
-    /// Pending objects with the revision being recorded when each was (last) written.
-    pending: Mutex<HashMap<Vec<u8>, Stamped>>,
+    /// Objects written since the last flush.
+    pending: Mutex<Pending>,
     /// The revision being recorded: stamped on objects written now.
     writing: std::sync::atomic::AtomicI64,
     trees: Mutex<HashMap<TreeId, Arc<Tree>>>,
     /// Resolved trees, for the writer's reloads and for readers.
     tree_bytes: Mutex<TreeBytesCache>,
+}
+
+/// Objects written since the last flush: appended to their revision's pack as they come, or
+/// kept for rows of their own.
+#[derive(Default)]
+struct Pending {
+    /// Where each pending object is, by `objects` key.
+    places: HashMap<Vec<u8>, Place>,
+    /// The packs being written, by locator, ascending (revisions are recorded in order).
+    packs: Vec<(u64, Vec<u8>)>,
+}
+
+/// Where a pending object is.
+enum Place {
+    /// In `packs[pack]`, at `start..start + len`.
+    Packed {
+        pack: usize,
+        start: usize,
+        len: usize,
+    },
+    /// For a row of its own, stamped with the revision that (last) wrote it.
+    Row { revision: i64, bytes: Vec<u8> },
+}
+
+/// A pack's first allocation: about what one revision writes (a value, a few trees, a commit).
+const PACK_CAPACITY: usize = 4 << 10;
+
+impl Pending {
+    fn put(&mut self, key: Vec<u8>, revision: i64, bytes: Vec<u8>) {
+        if let Some((locator, hash)) = packable(&key, revision) {
+            if matches!(self.places.get(&key), Some(Place::Packed { .. })) {
+                // Written again while recording its own revision: already in the pack.
+                return;
+            }
+            if self.packs.last().is_none_or(|(last, _)| *last != locator) {
+                self.packs
+                    .push((locator, Vec::with_capacity(PACK_CAPACITY)));
+            }
+            let pack_index = self.packs.len() - 1;
+            let pack = &mut self.packs[pack_index].1;
+            if pack.len() + bytes.len() <= pack::PACK_LIMIT {
+                pack::push(pack, key[0], hash, &bytes);
+                let place = Place::Packed {
+                    pack: pack_index,
+                    start: pack.len() - bytes.len(),
+                    len: bytes.len(),
+                };
+                self.places.insert(key, place);
+                return;
+            }
+        }
+        self.places.insert(key, Place::Row { revision, bytes });
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        match self.places.get(key)? {
+            Place::Packed { pack, start, len } => {
+                Some(self.packs[*pack].1[*start..start + len].to_vec())
+            }
+            Place::Row { bytes, .. } => Some(bytes.clone()),
+        }
+    }
 }
 
 /// The cache of resolved trees (full encodings, deltas applied), bounded in bytes: two
@@ -205,7 +263,7 @@ impl ObjectBuffer {
         self.pending
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(key, (revision, bytes));
+            .put(key, revision, bytes);
     }
 
     /// Objects written from now on are stamped with `revision`.
@@ -219,46 +277,34 @@ impl ObjectBuffer {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(key)
-            .map(|(_, bytes)| bytes.clone())
     }
 
     /// Moves every pending object into `txn`: those whose locator is the revision that wrote
     /// them into that revision's pack, the others into rows of their own stamped with it.
     /// Returns how many bytes they hold.
     pub(crate) fn flush_into(&self, txn: &WriteTransaction) -> Result<u64, redb::Error> {
-        let pending =
+        let Pending { places, packs } =
             std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut bytes = 0u64;
         // In key order (kind, then locator): each kind's rows are appended where its part of
         // the table ends rather than scattered over its last pages.
-        let mut pending: Vec<(Vec<u8>, Stamped)> = pending.into_iter().collect();
-        pending.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
-        // Each pack allocated once, at about its size (a pack stops taking objects once they
-        // would bring it past the limit, so it ends within one object header of it).
-        let mut sizes: BTreeMap<u64, usize> = BTreeMap::new();
-        for (key, (revision, value)) in &pending {
-            if let Some((locator, _)) = packable(key, *revision) {
-                *sizes.entry(locator).or_default() += pack::header_len(value.len()) + value.len();
-            }
-        }
-        let mut packs: BTreeMap<u64, Vec<u8>> = sizes
-            .into_iter()
-            .map(|(locator, size)| {
-                let most = pack::PACK_LIMIT + pack::header_len(pack::PACK_LIMIT);
-                (locator, Vec::with_capacity(size.min(most)))
-            })
-            .collect();
-        let mut bytes = 0u64;
-        let mut table = txn.open_table(OBJECTS)?;
-        let mut row = Vec::new();
-        for (key, (revision, value)) in pending {
-            bytes += value.len() as u64;
-            if let Some((locator, hash)) = packable(&key, revision) {
-                let pack = packs.entry(locator).or_default();
-                if pack.len() + value.len() <= pack::PACK_LIMIT {
-                    pack::push(pack, key[0], hash, &value);
-                    continue;
+        let mut rows: Vec<(Vec<u8>, i64, Vec<u8>)> = Vec::new();
+        for (key, place) in places {
+            match place {
+                Place::Packed { len, .. } => bytes += len as u64,
+                Place::Row {
+                    revision,
+                    bytes: value,
+                } => {
+                    bytes += value.len() as u64;
+                    rows.push((key, revision, value));
                 }
             }
+        }
+        rows.sort_unstable_by(|(a, ..), (b, ..)| a.cmp(b));
+        let mut table = txn.open_table(OBJECTS)?;
+        let mut row = Vec::new();
+        for (key, revision, value) in rows {
             row.clear();
             row.extend_from_slice(&super::index::encode_i64(revision));
             row.extend_from_slice(&value);
@@ -282,10 +328,7 @@ impl ObjectBuffer {
 
     /// Forgets pending objects (after a failed batch).
     pub(crate) fn discard(&self) {
-        self.pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        *self.pending.lock().unwrap_or_else(PoisonError::into_inner) = Pending::default();
     }
 
     fn cached_tree_bytes(&self, id: &TreeId) -> Option<ResolvedTree> {
@@ -1127,9 +1170,30 @@ fn put_bytes_field(out: &mut Vec<u8>, field: u8, bytes: &[u8]) {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn pending_objects_are_packed_once_and_written_again_later_as_rows() {
+        let mut pending = Pending::default();
+        let key = object_key(Kind::File, &located_id(7, b"bytes"));
+        pending.put(key.clone(), 7, b"bytes".to_vec());
+        pending.put(key.clone(), 7, b"bytes".to_vec());
+        assert_eq!(pack::objects(&pending.packs[0].1).count(), 1, "packed once");
+        assert_eq!(pending.get(&key).as_deref(), Some(b"bytes".as_slice()));
+        // Written again while recording a later revision: a row stamped with it as well.
+        pending.put(key.clone(), 8, b"bytes".to_vec());
+        assert!(matches!(
+            pending.places.get(&key),
+            Some(Place::Row { revision: 8, .. })
+        ));
+        assert_eq!(pending.packs.len(), 1, "no pack for revision 8");
+        assert_eq!(pack::objects(&pending.packs[0].1).count(), 1);
+        assert_eq!(pending.get(&key).as_deref(), Some(b"bytes".as_slice()));
+    }
 
     proptest! {
         #[test]

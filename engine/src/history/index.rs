@@ -127,7 +127,8 @@ pub(crate) fn encode_revision_row(
     record: &RevisionRecord,
     changes: Option<&[InlineChange<&serde_bytes::Bytes>]>,
 ) -> postcard::Result<Vec<u8>> {
-    let mut row = postcard::to_allocvec(record)?;
+    // Ids, times and a short origin, then a few keys: allocated once.
+    let mut row = postcard::to_extend(record, Vec::with_capacity(256))?;
     if let Some(changes) = changes {
         row = postcard::to_extend(changes, row)?;
     }

@@ -774,7 +774,10 @@ fn revision_commit(
         } else {
             "delete"
         };
-        let _ = writeln!(description, "{verb} {}", change.key.escape_ascii());
+        description.push_str(verb);
+        description.push(' ');
+        description.extend(change.key.escape_ascii().map(char::from));
+        description.push('\n');
     }
     if revision.changes.len() > DESCRIBED_KEYS {
         let _ = writeln!(

@@ -6,9 +6,9 @@
 //! ```
 //!
 //! For each size: grow the keyspace to that many keys under one prefix (transactions of 1000
-//! puts), record them, then apply `--revisions-per-size` single-key overwrites (each with a value
-//! of its own) and time their
-//! recording alone (the per-revision commit cost at that size). At the end: bytes per revision,
+//! puts), record them, overwrite keys (untimed) up to the next `key_log` span unless
+//! `--in-the-fill-span`, then apply `--revisions-per-size` single-key overwrites (each with a
+//! value of its own) and time their recording alone (the per-revision commit cost at that size). At the end: bytes per revision,
 //! and the latency of the queries kvctl makes (log of one key, get at an old revision, a page
 //! of the prefix log).
 
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use cairn_engine::history::{At, LogQuery, OfflineRecorder};
+use cairn_engine::history::{At, KEY_LOG_SPAN, LogQuery, OfflineRecorder};
 use cairn_engine::mvcc::{ApplyInput, MvccOptions, MvccStore};
 use cairn_engine::request::{Command, Origin, Proposal, PutRequest, RequestOp, TxnRequest};
 use clap::Parser;
@@ -40,6 +40,11 @@ struct Args {
     /// Directory for the databases (default: a temp dir, removed afterwards).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
+    /// Time the overwrites right after growing the keyspace, while the newest `key_log` span
+    /// still holds a row per key created. By default untimed overwrites first reach the next
+    /// span, as when the keys were created earlier than the last few thousand revisions.
+    #[arg(long)]
+    in_the_fill_span: bool,
 }
 
 const PREFIX: &str = "/registry/pods/default/";
@@ -163,6 +168,26 @@ fn main() -> Result<()> {
         recorder
             .record(&load.store)
             .context("recording the keyspace")?;
+        if !args.in_the_fill_span {
+            // Untimed overwrites up to the next `key_log` span: the timed ones do not insert
+            // among the rows of the keys just created (one per key, up to a million), which a
+            // keyspace grown over time would not have in its newest span.
+            let next_span = (load.store.current_revision() / KEY_LOG_SPAN + 1) * KEY_LOG_SPAN;
+            let settle = next_span - load.store.current_revision();
+            let commands = (0..settle)
+                .map(|_| {
+                    overwrites += 1;
+                    let value = distinct(&value, overwrites);
+                    Command::Put(put(key(rng.random_range(0..keys)), &value))
+                })
+                .collect::<Vec<_>>();
+            for chunk in commands.chunks(APPLY_BATCH) {
+                load.apply(chunk.to_vec())?;
+            }
+            recorder
+                .record(&load.store)
+                .context("recording up to the next key_log span")?;
+        }
         // Single-key overwrites, recorded and timed on their own.
         let mut remaining = args.revisions_per_size;
         while remaining > 0 {

@@ -68,10 +68,10 @@ pub(crate) const FORMAT_UNSPANNED: &[u8] = b"2";
 
 /// Revisions per `key_log` span.
 #[cfg(not(test))]
-pub(crate) const KEY_LOG_SPAN: i64 = 1 << 12;
+pub const KEY_LOG_SPAN: i64 = 1 << 12;
 /// Tests cross spans every few revisions.
 #[cfg(test)]
-pub(crate) const KEY_LOG_SPAN: i64 = 4;
+pub const KEY_LOG_SPAN: i64 = 4;
 
 /// Revisions whose `key_log` rows are written together, at most.
 #[cfg(not(test))]

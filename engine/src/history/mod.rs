@@ -45,6 +45,7 @@ mod reader;
 mod retention;
 
 pub use backend::RedbBackend;
+pub use index::KEY_LOG_SPAN;
 pub use reader::History;
 pub use retention::Retention;
 

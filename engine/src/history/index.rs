@@ -38,9 +38,10 @@
 //! `key_log_through` row (format ≤ 4) every revision has its `key_log` rows.
 
 use jj_lib::backend::{CommitId, TreeId};
-use redb::TableDefinition;
+use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use super::error::{HistoryError, HistoryResult};
 use super::model::{ChangeKind, Origin};
 
 pub(crate) type BytesTable = TableDefinition<'static, &'static [u8], &'static [u8]>;
@@ -135,13 +136,11 @@ pub(crate) fn encode_revision_row(
     Ok(row)
 }
 
+/// A revision's changes decoded from its `revisions` row (`None`: they are `changed` rows).
+pub(crate) type InlineChanges = Option<Vec<InlineChange<serde_bytes::ByteBuf>>>;
+
 /// Decodes a `revisions` row (see [`encode_revision_row`]).
-pub(crate) fn decode_revision_row(
-    row: &[u8],
-) -> postcard::Result<(
-    RevisionRecord,
-    Option<Vec<InlineChange<serde_bytes::ByteBuf>>>,
-)> {
+pub(crate) fn decode_revision_row(row: &[u8]) -> postcard::Result<(RevisionRecord, InlineChanges)> {
     let (record, rest) = postcard::take_from_bytes(row)?;
     let changes = if rest.is_empty() {
         None
@@ -149,6 +148,35 @@ pub(crate) fn decode_revision_row(
         Some(postcard::from_bytes(rest)?)
     };
     Ok((record, changes))
+}
+
+/// Calls `visit` with the kind and key of each change of `revision`, in the order applied,
+/// while it returns true: from `inline`, or from the `changed` rows when the changes are not
+/// inline. Returns whether `visit` asked to stop.
+pub(crate) fn visit_changes(
+    changed: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    revision: i64,
+    inline: InlineChanges,
+    mut visit: impl FnMut(u8, &[u8]) -> bool,
+) -> HistoryResult<bool> {
+    if let Some(changes) = inline {
+        return Ok(changes
+            .iter()
+            .any(|change| !visit(change.kind, &change.key)));
+    }
+    let start = changed_key(revision, 0);
+    let end = changed_key(revision, u32::MAX);
+    for row in changed.range::<&[u8]>(start.as_slice()..=end.as_slice())? {
+        let (_, value) = row?;
+        let (&kind, key) = value
+            .value()
+            .split_first()
+            .ok_or_else(|| HistoryError::Corrupt("undecodable changed row".to_owned()))?;
+        if !visit(kind, key) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// One recorded operation.

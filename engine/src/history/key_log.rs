@@ -46,24 +46,10 @@ impl KeyLogBatch {
                 index::decode_i64(key.value()).ok_or_else(|| corrupt("revision row key"))?;
             let (_, inline) =
                 index::decode_revision_row(value.value()).map_err(|_| corrupt("revision row"))?;
-            if let Some(changes) = inline {
-                rows.extend(
-                    changes
-                        .into_iter()
-                        .map(|change| (index::key_log_key(&change.key, revision), change.kind)),
-                );
-            } else {
-                let start = index::changed_key(revision, 0);
-                let end = index::changed_key(revision, u32::MAX);
-                for row in changed.range::<&[u8]>(start.as_slice()..=end.as_slice())? {
-                    let (_, value) = row?;
-                    let (&kind, key) = value
-                        .value()
-                        .split_first()
-                        .ok_or_else(|| corrupt("changed row"))?;
-                    rows.push((index::key_log_key(key, revision), kind));
-                }
-            }
+            index::visit_changes(&changed, revision, inline, |kind, key| {
+                rows.push((index::key_log_key(key, revision), kind));
+                true
+            })?;
         }
         Ok(Self { through, rows })
     }

@@ -20,7 +20,7 @@ use jj_lib::op_store::OperationId;
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::db::{HistoryDb, history_path};
-use super::index::{self, Head, InlineChange, OperationRecord, RevisionRecord};
+use super::index::{self, Head, InlineChanges, OperationRecord, RevisionRecord};
 use super::writer::Progress;
 use super::{
     At, BlameLine, HistoryError, HistoryResult, HistoryStatus, KeyChange, KeyDiff, KeyVersion,
@@ -270,7 +270,7 @@ impl History {
             let (key, value) = row?;
             let revision = index::decode_i64(key.value()).ok_or_else(|| corrupt("revision key"))?;
             let (_, inline) = decode_row(value.value())?;
-            visit_changes(&view, revision, inline, |_, key| {
+            index::visit_changes(&view.changed, revision, inline, |_, key| {
                 if key.starts_with(prefix) {
                     keys.insert(key.to_vec());
                 }
@@ -492,51 +492,19 @@ fn revision_record(view: &View, revision: i64) -> HistoryResult<Option<RevisionR
     Ok(revision_row(view, revision)?.map(|(record, _)| record))
 }
 
-/// A revision's inline changes (`None`: they are `changed` rows).
-type Inline = Option<Vec<InlineChange<serde_bytes::ByteBuf>>>;
-
 /// The record of `revision` and its inline changes.
-fn revision_row(view: &View, revision: i64) -> HistoryResult<Option<(RevisionRecord, Inline)>> {
+fn revision_row(
+    view: &View,
+    revision: i64,
+) -> HistoryResult<Option<(RevisionRecord, InlineChanges)>> {
     match view.revisions.get(index::encode_i64(revision).as_slice())? {
         Some(row) => Ok(Some(decode_row(row.value())?)),
         None => Ok(None),
     }
 }
 
-fn decode_row(row: &[u8]) -> HistoryResult<(RevisionRecord, Inline)> {
+fn decode_row(row: &[u8]) -> HistoryResult<(RevisionRecord, InlineChanges)> {
     index::decode_revision_row(row).map_err(|_| corrupt("revision row"))
-}
-
-/// Calls `visit` with the kind and key of each change of `revision`, in the order applied,
-/// while it returns true: from `inline`, or from the `changed` rows when the changes are not
-/// inline. Returns whether `visit` asked to stop.
-fn visit_changes(
-    view: &View,
-    revision: i64,
-    inline: Inline,
-    mut visit: impl FnMut(u8, &[u8]) -> bool,
-) -> HistoryResult<bool> {
-    if let Some(changes) = inline {
-        return Ok(changes
-            .iter()
-            .any(|change| !visit(change.kind, &change.key)));
-    }
-    let start = index::changed_key(revision, 0);
-    let end = index::changed_key(revision, u32::MAX);
-    for row in view
-        .changed
-        .range::<&[u8]>(start.as_slice()..=end.as_slice())?
-    {
-        let (_, value) = row?;
-        let (&kind, key) = value
-            .value()
-            .split_first()
-            .ok_or_else(|| corrupt("changed row"))?;
-        if !visit(kind, key) {
-            return Ok(true);
-        }
-    }
-    Ok(false)
 }
 
 fn time_of(view: &View, revision: i64) -> HistoryResult<u64> {
@@ -581,14 +549,14 @@ fn changes_matching(
     let Some((_, inline)) = revision_row(view, revision)? else {
         return Ok(false);
     };
-    visit_changes(view, revision, inline, |_, key| !matches(key))
+    index::visit_changes(&view.changed, revision, inline, |_, key| !matches(key))
 }
 
 fn entry(view: &View, revision: i64, changes_limit: usize) -> HistoryResult<RevisionEntry> {
     let (record, inline) =
         revision_row(view, revision)?.ok_or(HistoryError::NoSuchRevision(revision))?;
     let mut changes = Vec::new();
-    visit_changes(view, revision, inline, |kind, key| {
+    index::visit_changes(&view.changed, revision, inline, |kind, key| {
         if changes_limit > 0 && changes.len() >= changes_limit {
             return false;
         }

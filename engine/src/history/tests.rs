@@ -834,28 +834,23 @@ fn unfold(txn: &redb::WriteTransaction) {
     for (key, value) in rows {
         let revision = super::index::decode_i64(&key).expect("revision");
         let (record, inline) = super::index::decode_revision_row(&value).expect("row");
+        let was_inline = inline.is_some();
         let mut changes: Vec<(u8, Vec<u8>)> = Vec::new();
-        if let Some(inline) = inline {
-            for (seq, change) in inline.iter().enumerate() {
-                let mut row = vec![change.kind];
-                row.extend_from_slice(&change.key);
+        super::index::visit_changes(&changed, revision, inline, |kind, key| {
+            changes.push((kind, key.to_vec()));
+            true
+        })
+        .expect("changes");
+        if was_inline {
+            for (seq, (kind, key)) in changes.iter().enumerate() {
+                let mut row = vec![*kind];
+                row.extend_from_slice(key);
                 changed
                     .insert(
                         super::index::changed_key(revision, seq as u32).as_slice(),
                         row.as_slice(),
                     )
                     .expect("insert");
-                changes.push((change.kind, change.key.to_vec()));
-            }
-        } else {
-            let start = super::index::changed_key(revision, 0);
-            let end = super::index::changed_key(revision, u32::MAX);
-            for row in changed
-                .range::<&[u8]>(start.as_slice()..=end.as_slice())
-                .expect("range")
-            {
-                let (_, value) = row.expect("row");
-                changes.push((value.value()[0], value.value()[1..].to_vec()));
             }
         }
         if revision > through {
@@ -991,6 +986,23 @@ fn record_as_format(
     commits
 }
 
+/// Records `fixture` as one of the older `format` (see [`record_as_format`]), then opens it
+/// offline as it is and checks it holds the same history; returns the commit ids recorded.
+fn read_offline_as_it_is(
+    fixture: &Fixture,
+    dir: &std::path::Path,
+    format: &[u8],
+    downgrade: impl FnOnce(&redb::WriteTransaction),
+) -> BTreeMap<i64, String> {
+    let commits = record_as_format(fixture, dir, format, downgrade);
+    let db = HistoryDb::open_existing(&dir.join("history.redb"))
+        .expect("an older format opens offline as it is");
+    let offline = History::offline(Arc::new(db));
+    assert_eq!(commit_ids(&offline), commits, "the same history");
+    check_against_model(fixture, &offline);
+    commits
+}
+
 #[test]
 fn a_database_of_format_2_is_migrated_in_place() {
     use redb::ReadableTable;
@@ -1040,16 +1052,10 @@ fn a_database_of_format_3_is_read_as_it_is_and_packs_what_follows() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("history.redb");
     // Format 3: every object a row of its own, no packs.
-    let commits = record_as_format(&fixture, dir.path(), b"3", |txn| {
+    let commits = read_offline_as_it_is(&fixture, dir.path(), b"3", |txn| {
         unfold(txn);
         unpack(txn);
     });
-    let offline = History::offline(Arc::new(
-        HistoryDb::open_existing(&path).expect("format 3 opens offline as it is"),
-    ));
-    assert_eq!(commit_ids(&offline), commits, "the same history");
-    check_against_model(&fixture, &offline);
-    drop(offline);
 
     for i in 0..10u32 {
         fixture.put(format!("/u/new{i}").as_bytes(), b"after");
@@ -1075,15 +1081,8 @@ fn a_database_of_format_3_is_read_as_it_is_and_packs_what_follows() {
 fn a_database_of_format_4_is_read_as_it_is_and_batches_what_follows() {
     let mut fixture = churn("/f/", 4);
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("history.redb");
     // Format 4: every revision's changes as `changed` rows, every `key_log` row written.
-    let commits = record_as_format(&fixture, dir.path(), b"4", unfold);
-    let offline = History::offline(Arc::new(
-        HistoryDb::open_existing(&path).expect("format 4 opens offline as it is"),
-    ));
-    assert_eq!(commit_ids(&offline), commits, "the same history");
-    check_against_model(&fixture, &offline);
-    drop(offline);
+    let commits = read_offline_as_it_is(&fixture, dir.path(), b"4", unfold);
 
     for i in 0..10u32 {
         fixture.put(format!("/f/new{i}").as_bytes(), b"after");
@@ -1096,6 +1095,10 @@ fn a_database_of_format_4_is_read_as_it_is_and_batches_what_follows() {
         through > head - 10,
         "the new revisions' rows are written in batches"
     );
+    let ids = commit_ids(&history);
+    for (revision, id) in &commits {
+        assert_eq!(ids.get(revision), Some(id), "revision {revision}");
+    }
     check_against_model(&fixture, &history);
 }
 

@@ -356,7 +356,10 @@ impl Recorder {
             let base = head.tree(self.db.backend.empty_tree());
             backend.buffer.set_writing(revision.revision);
             working.begin(&backend, &base)?;
-            let inline = revision.changes.len() <= index::INLINE_CHANGES;
+            // The changes go into the revision's row, unless there are too many.
+            let mut inline_changes: Option<Vec<InlineChange<&serde_bytes::Bytes>>> =
+                (revision.changes.len() <= index::INLINE_CHANGES)
+                    .then(|| Vec::with_capacity(revision.changes.len()));
             for (seq, change) in revision.changes.iter().enumerate() {
                 let file = change
                     .value
@@ -364,7 +367,12 @@ impl Recorder {
                     .map(|value| backend.put_file(value, change.mod_revision));
                 working.set(&backend, &change.key, file.as_ref())?;
                 let kind = change_kind(change);
-                if !inline {
+                if let Some(inline) = &mut inline_changes {
+                    inline.push(InlineChange {
+                        kind,
+                        key: serde_bytes::Bytes::new(&change.key),
+                    });
+                } else {
                     let mut row = vec![kind];
                     row.extend_from_slice(&change.key);
                     changed_rows.push((index::changed_key(revision.revision, seq as u32), row));
@@ -396,17 +404,6 @@ impl Recorder {
                 origin: revision.meta.origin.clone(),
                 changes_total: revision.changes.len() as u64,
             };
-            let inline_changes: Option<Vec<InlineChange<&serde_bytes::Bytes>>> =
-                inline.then(|| {
-                    revision
-                        .changes
-                        .iter()
-                        .map(|change| InlineChange {
-                            kind: change_kind(change),
-                            key: serde_bytes::Bytes::new(&change.key),
-                        })
-                        .collect()
-                });
             let row = index::encode_revision_row(&record, inline_changes.as_deref())
                 .map_err(HistoryError::storage)?;
             records.push((revision.revision, row));

@@ -136,6 +136,9 @@ fn main() -> Result<()> {
         index: 0,
     };
     let mut recorder = OfflineRecorder::open(&dir.join("history.redb"))?;
+    if let Ok(changes) = std::env::var("HS_TXN") {
+        recorder.set_changes_per_transaction(changes.parse()?);
+    }
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let value = Bytes::from(vec![b'v'; args.value_size]);
     let mut keys = 0u64;

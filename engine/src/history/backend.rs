@@ -55,6 +55,7 @@ use prost::Message;
 use redb::{Database, ReadableDatabase, TableDefinition, WriteTransaction};
 use sha2::{Digest, Sha256};
 
+use super::wire::{self, field_len, get_varint, put_bytes_field, put_tag, put_varint};
 use super::{delta, pack};
 
 /// Maps keyed by object ids and keys, which are hashes already: a fast hasher is enough.
@@ -98,11 +99,22 @@ pub(crate) fn object_key(kind: Kind, id: &[u8]) -> Vec<u8> {
     key
 }
 
+/// The `objects` key of an object with a located id ([`object_key`] without allocating).
+pub(crate) type LocatedKey = [u8; 1 + ID_LEN];
+
+fn located_key(kind: Kind, id: &[u8; ID_LEN]) -> LocatedKey {
+    let mut key = [0; 1 + ID_LEN];
+    key[0] = kind as u8;
+    key[1..9].copy_from_slice(&id[HASH_LEN..]);
+    key[9..].copy_from_slice(&id[..HASH_LEN]);
+    key
+}
+
 /// The id of an object with these bytes and this locator (see the module docs).
-pub(crate) fn located_id(locator: u64, bytes: &[u8]) -> Vec<u8> {
-    let mut id = Vec::with_capacity(ID_LEN);
-    id.extend_from_slice(&Sha256::digest(bytes)[..HASH_LEN]);
-    id.extend_from_slice(&locator.to_be_bytes());
+pub(crate) fn located_id(locator: u64, bytes: &[u8]) -> [u8; ID_LEN] {
+    let mut id = [0; ID_LEN];
+    id[..HASH_LEN].copy_from_slice(&Sha256::digest(bytes)[..HASH_LEN]);
+    id[HASH_LEN..].copy_from_slice(&locator.to_be_bytes());
     id
 }
 
@@ -160,7 +172,7 @@ pub(crate) struct ObjectBuffer {
 #[derive(Default)]
 struct Pending {
     /// Where each pending object is, by `objects` key.
-    places: HashMap<Vec<u8>, Place>,
+    places: HashMap<LocatedKey, Place>,
     /// The packs being written, by locator, ascending (revisions are recorded in order).
     packs: Vec<(u64, Vec<u8>)>,
 }
@@ -177,11 +189,15 @@ enum Place {
     Row { revision: i64, bytes: Vec<u8> },
 }
 
+/// Pending objects whose room is kept between rounds: a live round (100 ms of writes) of a
+/// busy server writes about this many.
+const PLACES_KEPT: usize = 16 * 1024;
+
 /// A pack's first allocation: about what one revision writes (a value, a few trees, a commit).
 const PACK_CAPACITY: usize = 4 << 10;
 
 impl Pending {
-    fn put(&mut self, key: Vec<u8>, revision: i64, bytes: Vec<u8>) {
+    fn put(&mut self, key: LocatedKey, revision: i64, bytes: &[u8]) {
         if let Some((locator, hash)) = packable(&key, revision) {
             if matches!(self.places.get(&key), Some(Place::Packed { .. })) {
                 // Written again while recording its own revision: already in the pack.
@@ -194,7 +210,7 @@ impl Pending {
             let pack_index = self.packs.len() - 1;
             let pack = &mut self.packs[pack_index].1;
             if pack.len() + bytes.len() <= pack::PACK_LIMIT {
-                pack::push(pack, key[0], hash, &bytes);
+                pack::push(pack, key[0], hash, bytes);
                 let place = Place::Packed {
                     pack: pack_index,
                     start: pack.len() - bytes.len(),
@@ -204,16 +220,64 @@ impl Pending {
                 return;
             }
         }
+        let bytes = bytes.to_vec();
         self.places.insert(key, Place::Row { revision, bytes });
     }
 
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let key: &LocatedKey = key.try_into().ok()?;
         match self.places.get(key)? {
             Place::Packed { pack, start, len } => {
                 Some(self.packs[*pack].1[*start..start + len].to_vec())
             }
             Place::Row { bytes, .. } => Some(bytes.clone()),
         }
+    }
+
+    /// Moves every object into `txn` (see [`ObjectBuffer::flush_into`]), leaving the map and
+    /// the list empty, their capacity kept.
+    fn flush_into(&mut self, txn: &WriteTransaction) -> Result<u64, redb::Error> {
+        let mut bytes = 0u64;
+        // In key order (kind, then locator): each kind's rows are appended where its part of
+        // the table ends rather than scattered over its last pages.
+        let mut rows: Vec<(LocatedKey, i64, Vec<u8>)> = Vec::new();
+        for (key, place) in self.places.drain() {
+            match place {
+                Place::Packed { len, .. } => bytes += len as u64,
+                Place::Row {
+                    revision,
+                    bytes: value,
+                } => {
+                    bytes += value.len() as u64;
+                    rows.push((key, revision, value));
+                }
+            }
+        }
+        // A catch-up round writes far more objects than a live one: keep only a live round's room.
+        self.places.shrink_to(PLACES_KEPT);
+        rows.sort_unstable_by_key(|(key, ..)| *key);
+        let mut table = txn.open_table(OBJECTS)?;
+        let mut row = Vec::new();
+        for (key, revision, value) in rows {
+            row.clear();
+            row.extend_from_slice(&super::index::encode_i64(revision));
+            row.extend_from_slice(&value);
+            table.insert(key.as_slice(), row.as_slice())?;
+        }
+        drop(table);
+        let mut table = txn.open_table(PACKS)?;
+        for (locator, pack) in self.packs.drain(..).filter(|(_, pack)| !pack.is_empty()) {
+            // A revision's pack is written once, when it is recorded, but for the operation of
+            // a trim (recorded at the head): that one joins the head's pack.
+            let earlier = table
+                .insert(locator, pack.as_slice())?
+                .map(|row| row.value().to_vec());
+            if let Some(mut merged) = earlier {
+                merged.extend_from_slice(&pack);
+                table.insert(locator, merged.as_slice())?;
+            }
+        }
+        Ok(bytes)
     }
 }
 
@@ -258,7 +322,7 @@ impl TreeBytesCache {
 }
 
 impl ObjectBuffer {
-    pub(crate) fn put(&self, key: Vec<u8>, bytes: Vec<u8>) {
+    pub(crate) fn put(&self, key: LocatedKey, bytes: &[u8]) {
         let revision = self.writing.load(std::sync::atomic::Ordering::Relaxed);
         self.pending
             .lock()
@@ -283,47 +347,15 @@ impl ObjectBuffer {
     /// them into that revision's pack, the others into rows of their own stamped with it.
     /// Returns how many bytes they hold.
     pub(crate) fn flush_into(&self, txn: &WriteTransaction) -> Result<u64, redb::Error> {
-        let Pending { places, packs } =
+        let mut pending =
             std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
-        let mut bytes = 0u64;
-        // In key order (kind, then locator): each kind's rows are appended where its part of
-        // the table ends rather than scattered over its last pages.
-        let mut rows: Vec<(Vec<u8>, i64, Vec<u8>)> = Vec::new();
-        for (key, place) in places {
-            match place {
-                Place::Packed { len, .. } => bytes += len as u64,
-                Place::Row {
-                    revision,
-                    bytes: value,
-                } => {
-                    bytes += value.len() as u64;
-                    rows.push((key, revision, value));
-                }
-            }
+        let result = pending.flush_into(txn);
+        // Only the writer puts and flushes: keep the emptied map and list for the next round.
+        let mut current = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if current.places.is_empty() && current.packs.is_empty() {
+            *current = pending;
         }
-        rows.sort_unstable_by(|(a, ..), (b, ..)| a.cmp(b));
-        let mut table = txn.open_table(OBJECTS)?;
-        let mut row = Vec::new();
-        for (key, revision, value) in rows {
-            row.clear();
-            row.extend_from_slice(&super::index::encode_i64(revision));
-            row.extend_from_slice(&value);
-            table.insert(key.as_slice(), row.as_slice())?;
-        }
-        drop(table);
-        let mut table = txn.open_table(PACKS)?;
-        for (locator, pack) in packs.into_iter().filter(|(_, pack)| !pack.is_empty()) {
-            // A revision's pack is written once, when it is recorded, but for the operation of
-            // a trim (recorded at the head): that one joins the head's pack.
-            let earlier = table
-                .insert(locator, pack.as_slice())?
-                .map(|row| row.value().to_vec());
-            if let Some(mut merged) = earlier {
-                merged.extend_from_slice(&pack);
-                table.insert(locator, merged.as_slice())?;
-            }
-        }
-        Ok(bytes)
+        result
     }
 
     /// Forgets pending objects (after a failed batch).
@@ -381,10 +413,8 @@ impl RedbBackend {
     pub const NAME: &'static str = "cairn-redb";
 
     pub(crate) fn new(db: Arc<Database>) -> Self {
-        let empty_tree_id = TreeId::new(located_id(
-            0,
-            &tree_to_proto(&Tree::default()).encode_to_vec(),
-        ));
+        let empty_tree_id =
+            TreeId::new(located_id(0, &tree_to_proto(&Tree::default()).encode_to_vec()).to_vec());
         Self {
             db,
             buffer: Arc::new(ObjectBuffer::default()),
@@ -462,10 +492,10 @@ impl RedbBackend {
             })
     }
 
-    pub(crate) fn write_object(&self, kind: Kind, locator: u64, bytes: Vec<u8>) -> Vec<u8> {
-        let id = located_id(locator, &bytes);
-        self.buffer.put(object_key(kind, &id), bytes);
-        id
+    pub(crate) fn write_object(&self, kind: Kind, locator: u64, bytes: &[u8]) -> Vec<u8> {
+        let id = located_id(locator, bytes);
+        self.buffer.put(located_key(kind, &id), bytes);
+        id.to_vec()
     }
 
     /// The revision being recorded, as a locator.
@@ -503,15 +533,14 @@ impl RedbBackend {
             })
             .max()
             .unwrap_or(0);
-        TreeId::new(self.write_object(Kind::Tree, locator, encode_jj_tree(tree)))
+        TreeId::new(self.write_object(Kind::Tree, locator, &encode_jj_tree(tree)))
     }
 
     /// Writes the tree `id` (the writer's hot path; `id` is [`located_id`] of its
     /// [`encode_tree`] encoding) stored as `stored`: that encoding, or a delta (`delta.rs`). The
     /// writer keeps what it writes loaded (`tree.rs`), so the tree is not cached.
-    pub(crate) fn put_tree_stored(&self, id: &TreeId, stored: Vec<u8>) {
-        self.buffer
-            .put(object_key(Kind::Tree, id.as_bytes()), stored);
+    pub(crate) fn put_tree_stored(&self, id: &[u8; ID_LEN], stored: &[u8]) {
+        self.buffer.put(located_key(Kind::Tree, id), stored);
     }
 
     /// A tree's full encoding and how deep a delta chain stores it: from the writer's cache,
@@ -606,7 +635,7 @@ impl RedbBackend {
     /// Writes a file's content (synchronously: the writer's hot path); `mod_revision` is the
     /// revision that wrote the value.
     pub(crate) fn put_file(&self, content: &[u8], mod_revision: i64) -> FileId {
-        FileId::new(self.write_object(Kind::File, revision_locator(mod_revision), content.to_vec()))
+        FileId::new(self.write_object(Kind::File, revision_locator(mod_revision), content))
     }
 
     /// Reads a file's content.
@@ -619,13 +648,13 @@ impl RedbBackend {
         CommitId::new(self.write_object(
             Kind::Commit,
             commit_locator(commit),
-            commit_to_proto(commit).encode_to_vec(),
+            &wire::encode_commit(commit),
         ))
     }
 
     /// Writes `commit`, received already encoded as `bytes` (a history anchor), returning its
     /// id: the same id its writer computed, as ids are functions of the content.
-    pub(crate) fn put_commit_bytes(&self, commit: &Commit, bytes: Vec<u8>) -> CommitId {
+    pub(crate) fn put_commit_bytes(&self, commit: &Commit, bytes: &[u8]) -> CommitId {
         CommitId::new(self.write_object(Kind::Commit, commit_locator(commit), bytes))
     }
 
@@ -855,6 +884,8 @@ fn tree_from_proto(tree: proto::Tree, id: &TreeId) -> BackendResult<Tree> {
     Ok(Tree::from_sorted_entries(entries))
 }
 
+/// The prost message of a commit: what [`wire::encode_commit`] is tested against.
+#[cfg(test)]
 pub(crate) fn commit_to_proto(commit: &Commit) -> proto::Commit {
     proto::Commit {
         parents: commit.parents.iter().map(ObjectId::to_bytes).collect(),
@@ -873,6 +904,7 @@ pub(crate) fn commit_to_proto(commit: &Commit) -> proto::Commit {
     }
 }
 
+#[cfg(test)]
 fn signature_to_proto(signature: &Signature) -> proto::commit::Signature {
     proto::commit::Signature {
         name: signature.name.clone(),
@@ -1059,19 +1091,6 @@ fn next_field<'a>(bytes: &mut &'a [u8]) -> Option<(u64, &'a [u8])> {
     Some((tag >> 3, payload))
 }
 
-pub(crate) fn get_varint(bytes: &mut &[u8]) -> Option<u64> {
-    let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
-        let (&byte, rest) = bytes.split_first()?;
-        *bytes = rest;
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte < 0x80 {
-            return Some(value);
-        }
-    }
-    None
-}
-
 /// One entry of a tree being encoded: a file or a subtree, by id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum TreeEntryRef<'a> {
@@ -1135,39 +1154,6 @@ fn encode_entry(out: &mut Vec<u8>, name: &str, value: TreeEntryRef<'_>) {
     }
 }
 
-/// Bytes of a length-delimited field with a one-byte tag and `len` payload bytes.
-fn field_len(len: usize) -> usize {
-    1 + varint_len(len as u64) + len
-}
-
-pub(crate) fn varint_len(mut value: u64) -> usize {
-    let mut len = 1;
-    while value >= 0x80 {
-        value >>= 7;
-        len += 1;
-    }
-    len
-}
-
-pub(crate) fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
-/// A length-delimited field's tag (field numbers here are below 16: one byte).
-fn put_tag(out: &mut Vec<u8>, field: u8) {
-    out.push((field << 3) | 2);
-}
-
-fn put_bytes_field(out: &mut Vec<u8>, field: u8, bytes: &[u8]) {
-    put_tag(out, field);
-    put_varint(out, bytes.len() as u64);
-    out.extend_from_slice(bytes);
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -1179,13 +1165,15 @@ mod tests {
     #[test]
     fn pending_objects_are_packed_once_and_written_again_later_as_rows() {
         let mut pending = Pending::default();
-        let key = object_key(Kind::File, &located_id(7, b"bytes"));
-        pending.put(key.clone(), 7, b"bytes".to_vec());
-        pending.put(key.clone(), 7, b"bytes".to_vec());
+        let id = located_id(7, b"bytes");
+        let key = located_key(Kind::File, &id);
+        assert_eq!(key.as_slice(), object_key(Kind::File, &id), "the same key");
+        pending.put(key, 7, b"bytes");
+        pending.put(key, 7, b"bytes");
         assert_eq!(pack::objects(&pending.packs[0].1).count(), 1, "packed once");
         assert_eq!(pending.get(&key).as_deref(), Some(b"bytes".as_slice()));
         // Written again while recording a later revision: a row stamped with it as well.
-        pending.put(key.clone(), 8, b"bytes".to_vec());
+        pending.put(key, 8, b"bytes");
         assert!(matches!(
             pending.places.get(&key),
             Some(Place::Row { revision: 8, .. })
@@ -1255,7 +1243,7 @@ mod tests {
             ),
         ) {
             // Ids are a fixed hash part and a locator, as `located_id` makes them.
-            let id = |locator: u64| located_id(locator, b"same bytes");
+            let id = |locator: u64| located_id(locator, b"same bytes").to_vec();
             let entry = |(file, locator): (bool, u64)| (file, id(locator));
             let old: BTreeMap<String, TestEntry> =
                 old.into_iter().map(|(name, value)| (name, entry(value))).collect();

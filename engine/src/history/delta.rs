@@ -16,7 +16,8 @@
 //! `0xff` never starts a protobuf message (wire type 7 does not exist), so the two forms cannot
 //! be confused.
 
-use super::backend::{TreeEntryRef, get_varint, put_varint};
+use super::backend::TreeEntryRef;
+use super::wire::{get_varint, put_varint};
 
 /// The first byte of a delta.
 const MAGIC: u8 = 0xff;

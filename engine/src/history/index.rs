@@ -114,6 +114,39 @@ pub(crate) struct RevisionRecord {
     pub changes_total: u64,
 }
 
+/// A [`RevisionRecord`] that borrows what it holds: what the writer encodes (the same bytes),
+/// without copying ids it already has.
+#[derive(Debug, Serialize)]
+pub(crate) struct RevisionRecordRef<'a> {
+    #[serde(with = "serde_bytes")]
+    pub commit_id: &'a [u8],
+    #[serde(with = "serde_bytes")]
+    pub parent_commit_id: &'a [u8],
+    #[serde(with = "serde_bytes")]
+    pub tree_id: &'a [u8],
+    pub time_unix_ms: u64,
+    pub log_term: u64,
+    pub log_index: u64,
+    pub origin: &'a Origin,
+    pub changes_total: u64,
+}
+
+impl RevisionRecord {
+    #[cfg(test)]
+    pub(crate) fn as_ref(&self) -> RevisionRecordRef<'_> {
+        RevisionRecordRef {
+            commit_id: &self.commit_id,
+            parent_commit_id: &self.parent_commit_id,
+            tree_id: &self.tree_id,
+            time_unix_ms: self.time_unix_ms,
+            log_term: self.log_term,
+            log_index: self.log_index,
+            origin: &self.origin,
+            changes_total: self.changes_total,
+        }
+    }
+}
+
 /// One change of a revision, after its record in its `revisions` row.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct InlineChange<K> {
@@ -125,7 +158,7 @@ pub(crate) struct InlineChange<K> {
 /// A `revisions` row: the record, then the changes when they are inline (`None`: they are
 /// `changed` rows).
 pub(crate) fn encode_revision_row(
-    record: &RevisionRecord,
+    record: &RevisionRecordRef<'_>,
     changes: Option<&[InlineChange<&serde_bytes::Bytes>]>,
 ) -> postcard::Result<Vec<u8>> {
     // Ids, times and a short origin, then a few keys: allocated once.
@@ -244,8 +277,15 @@ pub(crate) fn changed_key(revision: i64, seq: u32) -> [u8; 12] {
 }
 
 /// Escapes a key (or, without the terminator, a key prefix) for `key_log`.
+#[cfg(test)]
 pub(crate) fn escape_key(key: &[u8], terminate: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(key.len() + 2);
+    escape_key_into(&mut out, key, terminate);
+    out
+}
+
+/// [`escape_key`], appended to `out`.
+fn escape_key_into(out: &mut Vec<u8>, key: &[u8], terminate: bool) {
     for &byte in key {
         out.push(byte);
         if byte == 0 {
@@ -255,7 +295,6 @@ pub(crate) fn escape_key(key: &[u8], terminate: bool) -> Vec<u8> {
     if terminate {
         out.extend_from_slice(&[0, 1]);
     }
-    out
 }
 
 /// The `key_log` span of `revision` (revisions are positive; anything else is in span 0).
@@ -270,8 +309,10 @@ pub(crate) fn key_log_key(key: &[u8], revision: i64) -> Vec<u8> {
 
 /// A `key_log` key in `span` (bounds of a range within one span).
 pub(crate) fn key_log_key_in(span: u64, key: &[u8], revision: i64) -> Vec<u8> {
-    let mut out = span.to_be_bytes().to_vec();
-    out.extend_from_slice(&escape_key(key, true));
+    // Span, key (a zero byte grows by one), terminator, revision: allocated once.
+    let mut out = Vec::with_capacity(8 + key.len() + 2 + 8 + 4);
+    out.extend_from_slice(&span.to_be_bytes());
+    escape_key_into(&mut out, key, true);
     out.extend_from_slice(&encode_i64(revision));
     out
 }
@@ -381,7 +422,8 @@ mod tests {
                 changes_total: 1,
             };
             prop_assert_eq!(postcard::from_bytes::<RevisionRecord>(&before).expect("decode"), record.clone());
-            prop_assert_eq!(postcard::to_allocvec(&record).expect("encode"), before);
+            prop_assert_eq!(postcard::to_allocvec(&record).expect("encode"), before.clone());
+            prop_assert_eq!(postcard::to_allocvec(&record.as_ref()).expect("encode"), before);
         }
 
         #[test]

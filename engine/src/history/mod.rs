@@ -28,6 +28,7 @@ mod key_log;
 mod op_store;
 mod pack;
 mod tree;
+mod wire;
 mod writer;
 
 mod model;
@@ -232,6 +233,12 @@ impl OfflineRecorder {
     pub fn record(&mut self, store: &crate::mvcc::MvccStore) -> HistoryResult<usize> {
         let mut marks = std::collections::VecDeque::from([store.current_revision()]);
         self.recorder.catch_up(store, &mut marks, false)
+    }
+
+    /// Records in transactions of about `changes` changes (default 20,000, what a catch-up
+    /// uses; the live thread's transactions hold what 100 ms of writes applied).
+    pub fn set_changes_per_transaction(&mut self, changes: usize) {
+        self.recorder.set_changes_per_transaction(changes);
     }
 
     pub fn head_revision(&self) -> i64 {

@@ -61,7 +61,7 @@ impl RedbOpStore {
     }
 
     /// Writes an operation or a view, located at the revision being recorded.
-    fn write(&self, kind: Kind, bytes: Vec<u8>) -> Vec<u8> {
+    fn write(&self, kind: Kind, bytes: &[u8]) -> Vec<u8> {
         self.backend
             .write_object(kind, self.backend.writing_locator(), bytes)
     }
@@ -69,7 +69,7 @@ impl RedbOpStore {
     /// Writes a view synchronously (the writer's path).
     pub(crate) fn put_view(&self, view: &View) -> OpStoreResult<ViewId> {
         Ok(ViewId::new(
-            self.write(Kind::View, view_to_proto(view)?.encode_to_vec()),
+            self.write(Kind::View, &view_to_proto(view)?.encode_to_vec()),
         ))
     }
 
@@ -77,7 +77,7 @@ impl RedbOpStore {
     pub(crate) fn put_operation(&self, operation: &Operation) -> OperationId {
         OperationId::new(self.write(
             Kind::Operation,
-            operation_to_proto(operation).encode_to_vec(),
+            &operation_to_proto(operation).encode_to_vec(),
         ))
     }
 

@@ -16,7 +16,8 @@
 //! [`PACK_LIMIT`]. A malformed pack reads as ending where it stops making sense: its objects
 //! are then missing, an error for the reader, never a panic.
 
-use super::backend::{HASH_LEN, get_varint, put_varint};
+use super::backend::HASH_LEN;
+use super::wire::{get_varint, put_varint, varint_len};
 
 /// The most bytes of objects a pack holds: readers scan a pack for the object they want.
 pub(crate) const PACK_LIMIT: usize = 64 << 10;
@@ -31,7 +32,7 @@ pub(crate) struct Packed<'a> {
 
 /// The bytes an object of `len` bytes takes in a pack before its own.
 pub(crate) fn header_len(len: usize) -> usize {
-    1 + HASH_LEN + super::backend::varint_len(len as u64)
+    1 + HASH_LEN + varint_len(len as u64)
 }
 
 /// Appends an object to `pack`. `hash` is [`HASH_LEN`] bytes.

@@ -863,7 +863,7 @@ fn unfold(txn: &redb::WriteTransaction) {
                     .expect("insert");
             }
         }
-        let bare = super::index::encode_revision_row(&record, None).expect("encode");
+        let bare = super::index::encode_revision_row(&record.as_ref(), None).expect("encode");
         revisions
             .insert(key.as_slice(), bare.as_slice())
             .expect("insert");

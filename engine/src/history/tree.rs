@@ -395,6 +395,7 @@ impl Dir {
         self.dirty = false;
         if self.entries.is_empty() {
             self.stored = None;
+            self.reuse_touched(touched);
             return false;
         }
         let edits: Vec<(&str, Option<TreeEntryRef<'_>>)> = touched
@@ -410,7 +411,8 @@ impl Dir {
             bytes == self.encode().0,
             "a spliced tree is the tree encoded"
         );
-        let id = TreeId::new(located_id(locator, &bytes));
+        let located = located_id(locator, &bytes);
+        let id = TreeId::new(located.to_vec());
         // A delta names its base (33 bytes): over a small tree it can be the larger form.
         let delta = self
             .stored
@@ -418,15 +420,26 @@ impl Dir {
             .and_then(|(base, depth)| delta_over(backend, base, *depth, &id, &edits))
             .filter(|(delta, _)| delta.len() < bytes.len());
         let depth = if let Some((delta, depth)) = delta {
-            backend.put_tree_stored(&id, delta);
+            backend.put_tree_stored(&located, &delta);
             depth
         } else {
-            backend.put_tree_stored(&id, bytes.clone());
+            backend.put_tree_stored(&located, &bytes);
             0
         };
         self.stored = Some((id, depth));
         self.encoded = bytes;
+        drop(edits);
+        self.reuse_touched(touched);
         true
+    }
+
+    /// Keeps the emptied list of touched names for the next edits (a directory on a busy path
+    /// is touched every revision).
+    fn reuse_touched(&mut self, mut touched: Vec<CompactString>) {
+        touched.clear();
+        if self.touched.is_empty() {
+            self.touched = touched;
+        }
     }
 
     /// Every entry encoded, and the newest locator among their ids.

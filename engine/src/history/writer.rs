@@ -33,7 +33,7 @@ use sha2::{Digest, Sha256};
 
 use super::db::HistoryDb;
 use super::error::{HistoryError, HistoryResult};
-use super::index::{self, Head, InlineChange, OperationRecord, RevisionRecord};
+use super::index::{self, Head, InlineChange, OperationRecord, RevisionRecordRef};
 use super::key_log::{KeyLogBatch, KeyLogRow};
 use super::model::{ChangeKind, Origin};
 use super::retention::{self, Retention};
@@ -242,6 +242,12 @@ impl Recorder {
         self
     }
 
+    /// Records in transactions of about `changes` changes (catching up: the live thread's
+    /// rounds are cut short by time).
+    pub(crate) fn set_changes_per_transaction(&mut self, changes: usize) {
+        self.changes_per_round = changes.max(1);
+    }
+
     /// Records in rounds of about `changes` changes, with a working tree that keeps at most
     /// `loaded` entries between rounds (tests: many rounds, directories unloaded and reloaded).
     #[cfg(test)]
@@ -351,9 +357,10 @@ impl Recorder {
         let mut key_log_rows: Vec<KeyLogRow> = Vec::new();
         let mut operations: Vec<(u64, OperationRecord)> = Vec::new();
         let mut group: Vec<(i64, CommitId, &RevisionMeta)> = Vec::new();
+        // The head's commit and tree as the loop goes: each revision's are the next's.
+        let mut parent = head.commit(self.db.backend.root_commit());
+        let mut base = head.tree(self.db.backend.empty_tree());
         for revision in revisions {
-            let parent = head.commit(self.db.backend.root_commit());
-            let base = head.tree(self.db.backend.empty_tree());
             backend.buffer.set_writing(revision.revision);
             working.begin(&backend, &base)?;
             // The changes go into the revision's row, unless there are too many.
@@ -381,40 +388,44 @@ impl Recorder {
             }
             let tree = working.write(&backend);
             let anchored = anchor.and_then(|anchor| anchored_commit(anchor, revision, &tree));
-            let (parent, time, commit_id) = if let Some((commit, bytes)) = anchored {
+            let (time, commit_id) = if let Some((commit, bytes)) = anchored {
                 let time = u64::try_from(commit.committer.timestamp.timestamp.0).unwrap_or(0);
-                let parent = commit.parents[0].clone();
-                (parent, time, backend.put_commit_bytes(&commit, bytes))
+                parent = commit.parents[0].clone();
+                (time, backend.put_commit_bytes(&commit, &bytes))
             } else {
                 let time = revision.meta.time_unix_ms.max(head.time_unix_ms);
                 let commit = revision_commit(revision, &parent, &tree, time);
-                (parent, time, backend.put_commit(&commit))
+                (time, backend.put_commit(&commit))
             };
             if head.revision + 1 < revision.revision && head.revision > 0 {
                 // Imported past a gap: what came before is no longer this history's.
                 head.oldest_revision = revision.revision;
             }
-            let record = RevisionRecord {
-                commit_id: commit_id.to_bytes(),
-                parent_commit_id: parent.to_bytes(),
-                tree_id: tree.to_bytes(),
+            let record = RevisionRecordRef {
+                commit_id: commit_id.as_bytes(),
+                parent_commit_id: parent.as_bytes(),
+                tree_id: tree.as_bytes(),
                 time_unix_ms: time,
                 log_term: revision.meta.log_term,
                 log_index: revision.meta.log_index,
-                origin: revision.meta.origin.clone(),
+                origin: &revision.meta.origin,
                 changes_total: revision.changes.len() as u64,
             };
             let row = index::encode_revision_row(&record, inline_changes.as_deref())
                 .map_err(HistoryError::storage)?;
             records.push((revision.revision, row));
             head.revision = revision.revision;
-            head.commit_id = commit_id.to_bytes();
-            head.tree_id = tree.to_bytes();
+            head.commit_id.clear();
+            head.commit_id.extend_from_slice(commit_id.as_bytes());
+            head.tree_id.clear();
+            head.tree_id.extend_from_slice(tree.as_bytes());
             head.time_unix_ms = time;
             if head.oldest_revision == 0 {
                 head.oldest_revision = revision.revision;
             }
-            group.push((revision.revision, commit_id, &revision.meta));
+            group.push((revision.revision, commit_id.clone(), &revision.meta));
+            parent = commit_id;
+            base = tree;
             while marks.front().is_some_and(|&mark| mark < revision.revision) {
                 marks.pop_front();
             }
@@ -764,7 +775,11 @@ fn revision_commit(
     time: u64,
 ) -> Commit {
     let meta = &revision.meta;
-    let mut description = format!("revision {}\n\n", revision.revision);
+    let described: usize = (revision.changes.iter().take(DESCRIBED_KEYS))
+        .map(|change| change.key.len() + 8)
+        .sum();
+    let mut description = String::with_capacity(described + 160);
+    let _ = write!(description, "revision {}\n\n", revision.revision);
     for change in revision.changes.iter().take(DESCRIBED_KEYS) {
         let verb = if change.value.is_some() {
             "put"

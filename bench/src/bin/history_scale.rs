@@ -5,12 +5,17 @@
 //! history-scale --sizes 10000,100000,1000000 --revisions-per-size 10000 --value-size 256
 //! ```
 //!
-//! For each size: grow the keyspace to that many keys under one prefix (transactions of 1000
-//! puts), record them, overwrite keys (untimed) up to the next `key_log` span unless
-//! `--in-the-fill-span`, then apply `--revisions-per-size` single-key overwrites (each with a
-//! value of its own) and time their recording alone (the per-revision commit cost at that size). At the end: bytes per revision,
-//! and the latency of the queries kvctl makes (log of one key, get at an old revision, a page
-//! of the prefix log).
+//! For each size:
+//! 1. grow the keyspace to that many keys under one prefix (transactions of 1000 puts) and
+//!    record them, in history transactions of `--changes-per-transaction`;
+//! 2. unless `--in-the-fill-span`, overwrite keys (untimed) up to the next `key_log` span;
+//! 3. apply `--revisions-per-size` single-key overwrites, each with a value of its own, timing
+//!    their apply to the MVCC store (the store's own cost at that size);
+//! 4. time their recording alone: wall and CPU time, and the bytes read and written, per
+//!    revision (the per-revision commit cost at that size).
+//!
+//! At the end: bytes per revision, and the latency of the queries kvctl makes (log of one key,
+//! get at an old revision, a page of the prefix log).
 
 use std::time::{Duration, Instant};
 
@@ -45,6 +50,10 @@ struct Args {
     /// span, as when the keys were created earlier than the last few thousand revisions.
     #[arg(long)]
     in_the_fill_span: bool,
+    /// Changes recorded per history transaction: by default about what the live thread's
+    /// 100 ms rounds hold under load; a catch-up (restart, rebuild) records 20,000.
+    #[arg(long, default_value_t = 500)]
+    changes_per_transaction: usize,
 }
 
 const PREFIX: &str = "/registry/pods/default/";
@@ -58,6 +67,19 @@ fn thread_cpu() -> Duration {
         .ok()
         .and_then(|stat| stat.split_whitespace().next()?.parse().ok())
         .map_or(Duration::ZERO, Duration::from_nanos)
+}
+
+/// Bytes this thread has passed to `read` and `write` system calls (`rchar`, `wchar` of
+/// `/proc/thread-self/io`): the database pages recording reads back and writes out. Zero where
+/// that is unavailable.
+fn thread_io() -> (u64, u64) {
+    let io = std::fs::read_to_string("/proc/thread-self/io").unwrap_or_default();
+    let field = |name: &str| {
+        io.lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (field("rchar:"), field("wchar:"))
 }
 
 fn key(i: u64) -> Bytes {
@@ -136,16 +158,15 @@ fn main() -> Result<()> {
         index: 0,
     };
     let mut recorder = OfflineRecorder::open(&dir.join("history.redb"))?;
-    if let Ok(changes) = std::env::var("HS_TXN") {
-        recorder.set_changes_per_transaction(changes.parse()?);
-    }
+    recorder.set_changes_per_transaction(args.changes_per_transaction);
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let value = Bytes::from(vec![b'v'; args.value_size]);
     let mut keys = 0u64;
     let mut single_revisions = 0u64;
     let mut overwrites = 0u64;
     println!(
-        "size_keys\trecord_us_per_revision\tcpu_us_per_revision\trevisions_per_s\thistory_bytes"
+        "size_keys\trecord_us_per_revision\tcpu_us_per_revision\trevisions_per_s\thistory_bytes\t\
+         read_bytes_per_revision\twritten_bytes_per_revision\tmvcc_apply_cpu_us_per_revision"
     );
     for &size in &args.sizes {
         // Grow the keyspace: transactions of 1000 puts.
@@ -191,7 +212,9 @@ fn main() -> Result<()> {
                 .record(&load.store)
                 .context("recording up to the next key_log span")?;
         }
-        // Single-key overwrites, recorded and timed on their own.
+        // Single-key overwrites, recorded and timed on their own. Their apply to the MVCC store
+        // is timed too: how the store itself grows costlier with the keyspace.
+        let apply_cpu_started = thread_cpu();
         let mut remaining = args.revisions_per_size;
         while remaining > 0 {
             let n = remaining.min(APPLY_BATCH as u64);
@@ -205,6 +228,7 @@ fn main() -> Result<()> {
             load.apply(commands)?;
             remaining -= n;
         }
+        let apply_cpu = thread_cpu().saturating_sub(apply_cpu_started);
         single_revisions += args.revisions_per_size;
         eprintln!(
             "{size} keys: recording {} overwrites (timed)",
@@ -212,15 +236,21 @@ fn main() -> Result<()> {
         );
         let started = Instant::now();
         let cpu_started = thread_cpu();
+        let (read_started, written_started) = thread_io();
         let recorded = recorder.record(&load.store)?;
         let elapsed = started.elapsed();
         let cpu = thread_cpu().saturating_sub(cpu_started);
+        let (read, written) = thread_io();
+        let per_revision = |total: f64| total / recorded.max(1) as f64;
         println!(
-            "{size}\t{:.1}\t{:.1}\t{:.0}\t{}",
-            elapsed.as_secs_f64() * 1e6 / recorded.max(1) as f64,
-            cpu.as_secs_f64() * 1e6 / recorded.max(1) as f64,
+            "{size}\t{:.1}\t{:.1}\t{:.0}\t{}\t{:.0}\t{:.0}\t{:.1}",
+            per_revision(elapsed.as_secs_f64() * 1e6),
+            per_revision(cpu.as_secs_f64() * 1e6),
             recorded as f64 / elapsed.as_secs_f64(),
-            recorder.used_bytes()?
+            recorder.used_bytes()?,
+            per_revision(read.saturating_sub(read_started) as f64),
+            per_revision(written.saturating_sub(written_started) as f64),
+            apply_cpu.as_secs_f64() * 1e6 / args.revisions_per_size.max(1) as f64,
         );
     }
     // Fill up to the total revision count with overwrites.

@@ -988,18 +988,19 @@ pub(crate) fn decode_plain_tree(mut bytes: &[u8]) -> Option<Vec<(String, PlainEn
             TreeEntryRef::File(id) => PlainEntry::File(id.to_vec()),
             TreeEntryRef::Tree(id) => PlainEntry::Tree(id.to_vec()),
         };
-        entries.push((name.to_owned(), value));
+        entries.push((std::str::from_utf8(name).ok()?.to_owned(), value));
     }
     Some(entries)
 }
 
-/// The name and value of one encoded tree entry of the plain kind; `None` for anything else.
-fn plain_entry(mut entry: &[u8]) -> Option<(&str, TreeEntryRef<'_>)> {
+/// The name (its bytes, not checked to be UTF-8) and value of one encoded tree entry of the
+/// plain kind; `None` for anything else.
+fn plain_entry(mut entry: &[u8]) -> Option<(&[u8], TreeEntryRef<'_>)> {
     let mut name = None;
     let mut value = None;
     while !entry.is_empty() {
         match next_field(&mut entry)? {
-            (1, bytes) => name = Some(std::str::from_utf8(bytes).ok()?),
+            (1, bytes) => name = Some(bytes),
             (2, mut tree_value) => {
                 let (field, inner) = next_field(&mut tree_value)?;
                 if !tree_value.is_empty() {
@@ -1026,12 +1027,48 @@ fn plain_entry(mut entry: &[u8]) -> Option<(&str, TreeEntryRef<'_>)> {
     Some((name?, value?))
 }
 
+/// Whether `tree` is exactly what [`encode_tree`] writes for its entries: plain entries with
+/// UTF-8 names, in name order, canonically encoded. Only such a tree can be spliced.
+pub(crate) fn is_canonical_tree(tree: &[u8]) -> bool {
+    let mut rest = tree;
+    let mut previous: Option<&[u8]> = None;
+    while !rest.is_empty() {
+        let before = rest;
+        let Some((1, entry)) = next_field(&mut rest) else {
+            return false;
+        };
+        let Some((name, value)) = plain_entry(entry) else {
+            return false;
+        };
+        if std::str::from_utf8(name).is_err()
+            || previous.is_some_and(|previous| previous >= name)
+            || before.len() - rest.len() != entry_len(name, value)
+        {
+            return false;
+        }
+        previous = Some(name);
+    }
+    true
+}
+
 /// [`encode_tree`] of the entries of `old` with `edits` applied (names in order, each with its
-/// new value or `None` to remove it), and the newest locator among the result's ids. Entries
-/// not edited are copied as they are: a pass over contiguous bytes instead of over every
-/// entry's name and id wherever they live. `None` unless `old` is exactly what [`encode_tree`]
-/// writes (plain entries, in name order, canonically encoded).
+/// new value or `None` to remove it), and the newest locator among the result's ids. `None`
+/// unless `old` is canonical ([`is_canonical_tree`]).
 pub(crate) fn splice_tree(
+    old: &[u8],
+    edits: &[(&str, Option<TreeEntryRef<'_>>)],
+) -> Option<(Vec<u8>, u64)> {
+    if !is_canonical_tree(old) {
+        return None;
+    }
+    splice_canonical(old, edits)
+}
+
+/// [`splice_tree`] of a tree already known to be canonical (checked when it was read, or
+/// written by [`encode_tree`] or a splice): its entries are framed, not checked again. Entries
+/// not edited are copied as they are: a pass over contiguous bytes instead of over every
+/// entry's name and id wherever they live. `None` if `old` does not even frame as entries.
+pub(crate) fn splice_canonical(
     old: &[u8],
     edits: &[(&str, Option<TreeEntryRef<'_>>)],
 ) -> Option<(Vec<u8>, u64)> {
@@ -1045,24 +1082,16 @@ pub(crate) fn splice_tree(
     };
     let mut edits = edits.iter().peekable();
     let mut rest = old;
-    let mut previous: Option<&str> = None;
     while !rest.is_empty() {
         let before = rest;
-        let (1, entry) = next_field(&mut rest)? else {
-            return None;
-        };
+        let (_, entry) = next_field(&mut rest)?;
         let whole = &before[..before.len() - rest.len()];
         let (name, value) = plain_entry(entry)?;
-        if previous.is_some_and(|previous| previous >= name)
-            || whole.len() != entry_len(name, value)
-        {
-            return None;
-        }
-        previous = Some(name);
-        while let Some((edit, value)) = edits.next_if(|(edit, _)| *edit < name) {
+        // Names compare as their UTF-8 bytes compare.
+        while let Some((edit, value)) = edits.next_if(|(edit, _)| edit.as_bytes() < name) {
             put_edit(&mut out, &mut locator, edit, *value);
         }
-        if let Some((edit, value)) = edits.next_if(|(edit, _)| *edit == name) {
+        if let Some((edit, value)) = edits.next_if(|(edit, _)| edit.as_bytes() == name) {
             put_edit(&mut out, &mut locator, edit, *value);
         } else {
             out.extend_from_slice(whole);
@@ -1131,7 +1160,7 @@ fn value_len(value: TreeEntryRef<'_>) -> usize {
 }
 
 /// Bytes of one encoded tree entry, its field header included.
-fn entry_len(name: &str, value: TreeEntryRef<'_>) -> usize {
+fn entry_len(name: &[u8], value: TreeEntryRef<'_>) -> usize {
     field_len(field_len(name.len()) + field_len(value_len(value)))
 }
 
@@ -1292,8 +1321,20 @@ mod tests {
         padded.extend_from_slice(&a[2..]);
         assert!(decode_plain_tree(&padded).is_some(), "decodes");
         assert!(splice_tree(&padded, &[]).is_none(), "but is not canonical");
+        // A name that is not UTF-8.
+        let mut latin1 = a.clone();
+        let at = latin1
+            .iter()
+            .position(|&byte| byte == b'a')
+            .expect("the name");
+        latin1[at] = 0xe9;
+        assert!(decode_plain_tree(&latin1).is_none());
+        for malformed in [&unordered, &padded, &latin1] {
+            assert!(!is_canonical_tree(malformed));
+        }
         let mut ordered = a.clone();
         ordered.extend_from_slice(&b);
+        assert!(is_canonical_tree(&ordered));
         assert_eq!(splice_tree(&ordered, &[]), Some((ordered.clone(), 3)));
     }
 

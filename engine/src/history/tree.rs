@@ -33,7 +33,8 @@ use jj_lib::object_id::ObjectId;
 use jj_lib::repo_path::RepoPathComponent;
 
 use super::backend::{
-    PlainEntry, RedbBackend, TreeEntryRef, encode_tree, located_id, locator_of, splice_tree,
+    PlainEntry, RedbBackend, TreeEntryRef, encode_tree, is_canonical_tree, located_id, locator_of,
+    splice_canonical,
 };
 use super::delta;
 use super::path::{SHARD_THRESHOLD, is_shard, key_components, shard_at, shard_hash, shard_of};
@@ -142,9 +143,11 @@ struct Dir {
     /// chain that stores it; `None` for a new directory and after a split or a merge. The next
     /// version is stored as a delta over it (`delta.rs`).
     stored: Option<(TreeId, u8)>,
-    /// The encoding of `stored`'s tree (when set): the next version is this with the touched
-    /// entries spliced in (`splice_tree`), not an encoding of every entry again.
-    encoded: Vec<u8>,
+    /// The encoding of `stored`'s tree, when it is canonical (what `encode_tree` writes; checked
+    /// when loaded): the next version is this with the touched entries spliced in
+    /// (`splice_canonical`), not an encoding of every entry again, and is stored as a delta
+    /// over it. `None`: the next version is encoded and stored whole.
+    encoded: Option<Vec<u8>>,
     /// Edited since `stored`.
     dirty: bool,
     /// Names whose entry may differ from `stored`'s.
@@ -178,7 +181,7 @@ impl Dir {
         Ok(Self {
             entries,
             stored,
-            encoded: resolved.bytes.to_vec(),
+            encoded: is_canonical_tree(&resolved.bytes).then(|| resolved.bytes.to_vec()),
             ..Self::default()
         })
     }
@@ -196,6 +199,7 @@ impl Dir {
     fn relayout(&mut self) {
         self.dirty = true;
         self.stored = None;
+        self.encoded = None;
         self.touched.clear();
     }
 
@@ -395,6 +399,7 @@ impl Dir {
         self.dirty = false;
         if self.entries.is_empty() {
             self.stored = None;
+            self.encoded = None;
             self.reuse_touched(touched);
             return false;
         }
@@ -402,10 +407,10 @@ impl Dir {
             .iter()
             .map(|name| (name.as_str(), self.entries.get(name).map(Slot::entry)))
             .collect();
-        let spliced = self
-            .stored
-            .as_ref()
-            .and_then(|_| splice_tree(&self.encoded, &edits));
+        // The stored tree to build on: only a canonical one (which readers can splice a delta
+        // into as well).
+        let base = self.stored.as_ref().zip(self.encoded.as_deref());
+        let spliced = base.and_then(|(_, encoded)| splice_canonical(encoded, &edits));
         let (bytes, locator) = spliced.unwrap_or_else(|| self.encode());
         debug_assert!(
             bytes == self.encode().0,
@@ -414,10 +419,8 @@ impl Dir {
         let located = located_id(locator, &bytes);
         let id = TreeId::new(located.to_vec());
         // A delta names its base (33 bytes): over a small tree it can be the larger form.
-        let delta = self
-            .stored
-            .as_ref()
-            .and_then(|(base, depth)| delta_over(backend, base, *depth, &id, &edits))
+        let delta = base
+            .and_then(|((base, depth), _)| delta_over(backend, base, *depth, &id, &edits))
             .filter(|(delta, _)| delta.len() < bytes.len());
         let depth = if let Some((delta, depth)) = delta {
             backend.put_tree_stored(&located, &delta);
@@ -427,7 +430,7 @@ impl Dir {
             0
         };
         self.stored = Some((id, depth));
-        self.encoded = bytes;
+        self.encoded = Some(bytes);
         drop(edits);
         self.reuse_touched(touched);
         true
@@ -667,6 +670,47 @@ mod tests {
             );
         }
         logical
+    }
+
+    /// A tree jj wrote with entries the writer does not make (here executable files) cannot be
+    /// spliced, by the writer or by a reader resolving a delta over it: the next version is
+    /// encoded and stored whole, and reads back.
+    #[test]
+    fn a_tree_that_is_not_canonical_is_rewritten_whole() {
+        use jj_lib::backend::CopyId;
+        use jj_lib::repo_path::RepoPathComponentBuf;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let backend = RedbBackend::open_standalone(&dir.path().join("t.redb")).expect("open");
+        backend.buffer.set_writing(1);
+        let entries = (0..8u8)
+            .map(|n| {
+                let name = RepoPathComponentBuf::new(format!("k{n}~")).expect("valid");
+                let value = TreeValue::File {
+                    id: file(&backend, n),
+                    executable: true,
+                    copy_id: CopyId::placeholder(),
+                };
+                (name, value)
+            })
+            .collect();
+        let base = backend.put_tree(&Tree::from_sorted_entries(entries));
+        backend.commit_pending().expect("commit");
+        backend.buffer.set_writing(2);
+        let mut working = WorkingTree::default();
+        working.begin(&backend, &base).expect("begin");
+        let value = backend.put_file(b"new", 2);
+        working.set(&backend, b"k9", Some(&value)).expect("set");
+        let written = working.write(&backend);
+        backend.commit_pending().expect("commit");
+        let names: Vec<String> = backend
+            .tree_entries(&written)
+            .expect("reads back")
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        let expected: Vec<String> = (0..8).chain([9]).map(|n| format!("k{n}~")).collect();
+        assert_eq!(names, expected);
     }
 
     proptest! {

@@ -139,6 +139,9 @@ struct Cx<'a> {
 struct Dir {
     /// By name: names are short (inline in the map's nodes, no pointer to follow per compare).
     entries: BTreeMap<CompactString, Slot>,
+    /// Whether `entries` are shards (`#0` … `#f`), set where the layout changes (load, split,
+    /// merge): asking the map means walking to its first key on every edit.
+    sharded: bool,
     /// The tree this directory was last loaded from or written as, and the length of the delta
     /// chain that stores it; `None` for a new directory and after a split or a merge. The next
     /// version is stored as a delta over it (`delta.rs`).
@@ -168,7 +171,7 @@ impl Dir {
     fn load(backend: &RedbBackend, id: &TreeId) -> BackendResult<Self> {
         let (entries, resolved) = backend.tree_entries_resolved(id)?;
         let stored = (id != backend.empty_tree()).then(|| (id.clone(), resolved.depth));
-        let entries = entries
+        let entries: BTreeMap<CompactString, Slot> = entries
             .into_iter()
             .map(|(name, entry)| {
                 let slot = match entry {
@@ -179,9 +182,10 @@ impl Dir {
             })
             .collect();
         Ok(Self {
-            entries,
             stored,
             encoded: is_canonical_tree(&resolved.bytes).then(|| resolved.bytes.to_vec()),
+            sharded: entries.keys().next().is_some_and(|name| is_shard(name)),
+            entries,
             ..Self::default()
         })
     }
@@ -204,10 +208,17 @@ impl Dir {
     }
 
     fn is_sharded(&self) -> bool {
-        self.entries
-            .keys()
-            .next()
-            .is_some_and(|name| is_shard(name))
+        // A sharded node whose last shard was just removed holds nothing: it merges back.
+        let sharded = self.sharded && !self.entries.is_empty();
+        debug_assert_eq!(
+            sharded,
+            self.entries
+                .keys()
+                .next()
+                .is_some_and(|name| is_shard(name)),
+            "the layout flag follows the entries"
+        );
+        sharded
     }
 
     /// The loaded directory in `name`, loading or creating it.
@@ -280,6 +291,8 @@ impl Dir {
             }
             return Ok(());
         }
+        // Flat, or sharded and emptied since (its next entries are names).
+        self.sharded = false;
         if components.len() == 1 {
             match value {
                 Some(id) => {
@@ -330,6 +343,7 @@ impl Dir {
             self.entries
                 .insert(CompactString::const_new(shard), Slot::Loaded(Box::new(dir)));
         }
+        self.sharded = true;
     }
 
     /// Merges a sharded node back into a flat one when its shards hold no more than
@@ -368,6 +382,7 @@ impl Dir {
             };
             self.entries.extend(dir.entries);
         }
+        self.sharded = false;
         Ok(())
     }
 
@@ -711,6 +726,37 @@ mod tests {
             .collect();
         let expected: Vec<String> = (0..8).chain([9]).map(|n| format!("k{n}~")).collect();
         assert_eq!(names, expected);
+    }
+
+    /// The root is never removed by a parent: sharded, emptied by deletes (merging back on the
+    /// way), then written to again, it is flat, as a tree built from scratch for that state.
+    #[test]
+    fn a_sharded_root_emptied_and_filled_again_is_flat() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let backend = RedbBackend::open_standalone(&dir.path().join("t.redb")).expect("open");
+        let keys: Vec<Vec<u8>> = (0..2 * SHARD_THRESHOLD)
+            .map(|n| format!("k{n}").into_bytes())
+            .collect();
+        let mut working = WorkingTree::default();
+        working
+            .begin(&backend, backend.empty_tree())
+            .expect("begin");
+        for key in &keys {
+            working
+                .set(&backend, key, Some(&file(&backend, 1)))
+                .expect("set");
+        }
+        let full = working.write(&backend);
+        assert_eq!(check_layout(&backend, &full), keys.len(), "sharded");
+        for key in &keys {
+            working.set(&backend, key, None).expect("delete");
+        }
+        assert_eq!(&working.write(&backend), backend.empty_tree());
+        working
+            .set(&backend, b"again", Some(&file(&backend, 2)))
+            .expect("set");
+        let state = BTreeMap::from([(b"again".to_vec(), 2)]);
+        assert_eq!(working.write(&backend), tree_of(&backend, &state));
     }
 
     proptest! {

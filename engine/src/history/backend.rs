@@ -977,13 +977,10 @@ pub(crate) enum PlainEntry {
 /// Decodes a tree of plain entries (files neither executable nor with a copy id, subtrees: what
 /// [`encode_tree`] writes) straight from its protobuf bytes, without the intermediate messages;
 /// `None` for anything else (which [`tree_from_proto`] decodes).
-pub(crate) fn decode_plain_tree(mut bytes: &[u8]) -> Option<Vec<(String, PlainEntry)>> {
+pub(crate) fn decode_plain_tree(bytes: &[u8]) -> Option<Vec<(String, PlainEntry)>> {
     let mut entries = Vec::new();
-    while !bytes.is_empty() {
-        let (1, entry) = next_field(&mut bytes)? else {
-            return None;
-        };
-        let (name, value) = plain_entry(entry)?;
+    for entry in raw_entries(bytes) {
+        let RawEntry { name, value, .. } = entry?;
         let value = match value {
             TreeEntryRef::File(id) => PlainEntry::File(id.to_vec()),
             TreeEntryRef::Tree(id) => PlainEntry::Tree(id.to_vec()),
@@ -991,6 +988,36 @@ pub(crate) fn decode_plain_tree(mut bytes: &[u8]) -> Option<Vec<(String, PlainEn
         entries.push((std::str::from_utf8(name).ok()?.to_owned(), value));
     }
     Some(entries)
+}
+
+/// One plain entry of an encoded tree: its bytes (field header included), its name's bytes
+/// (not checked to be UTF-8) and its value.
+struct RawEntry<'a> {
+    whole: &'a [u8],
+    name: &'a [u8],
+    value: TreeEntryRef<'a>,
+}
+
+/// The entries of an encoded tree, in order. An item is `None`, and the last, where the bytes
+/// stop being plain entries.
+fn raw_entries(tree: &[u8]) -> impl Iterator<Item = Option<RawEntry<'_>>> {
+    let mut rest = tree;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let before = rest;
+        let entry = match next_field(&mut rest) {
+            Some((1, entry)) => plain_entry(entry),
+            _ => None,
+        };
+        let Some((name, value)) = entry else {
+            rest = &[];
+            return Some(None);
+        };
+        let whole = &before[..before.len() - rest.len()];
+        Some(Some(RawEntry { whole, name, value }))
+    })
 }
 
 /// The name (its bytes, not checked to be UTF-8) and value of one encoded tree entry of the
@@ -1030,19 +1057,14 @@ fn plain_entry(mut entry: &[u8]) -> Option<(&[u8], TreeEntryRef<'_>)> {
 /// Whether `tree` is exactly what [`encode_tree`] writes for its entries: plain entries with
 /// UTF-8 names, in name order, canonically encoded. Only such a tree can be spliced.
 pub(crate) fn is_canonical_tree(tree: &[u8]) -> bool {
-    let mut rest = tree;
     let mut previous: Option<&[u8]> = None;
-    while !rest.is_empty() {
-        let before = rest;
-        let Some((1, entry)) = next_field(&mut rest) else {
-            return false;
-        };
-        let Some((name, value)) = plain_entry(entry) else {
+    for entry in raw_entries(tree) {
+        let Some(RawEntry { whole, name, value }) = entry else {
             return false;
         };
         if std::str::from_utf8(name).is_err()
             || previous.is_some_and(|previous| previous >= name)
-            || before.len() - rest.len() != entry_len(name, value)
+            || whole.len() != entry_len(name, value)
         {
             return false;
         }
@@ -1081,12 +1103,8 @@ pub(crate) fn splice_canonical(
         }
     };
     let mut edits = edits.iter().peekable();
-    let mut rest = old;
-    while !rest.is_empty() {
-        let before = rest;
-        let (_, entry) = next_field(&mut rest)?;
-        let whole = &before[..before.len() - rest.len()];
-        let (name, value) = plain_entry(entry)?;
+    for entry in raw_entries(old) {
+        let RawEntry { whole, name, value } = entry?;
         // Names compare as their UTF-8 bytes compare.
         while let Some((edit, value)) = edits.next_if(|(edit, _)| edit.as_bytes() < name) {
             put_edit(&mut out, &mut locator, edit, *value);

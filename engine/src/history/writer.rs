@@ -775,7 +775,10 @@ fn revision_commit(
     time: u64,
 ) -> Commit {
     let meta = &revision.meta;
-    let described: usize = (revision.changes.iter().take(DESCRIBED_KEYS))
+    let described: usize = revision
+        .changes
+        .iter()
+        .take(DESCRIBED_KEYS)
         .map(|change| change.key.len() + 8)
         .sum();
     let mut description = String::with_capacity(described + 160);

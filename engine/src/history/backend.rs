@@ -1122,6 +1122,86 @@ pub(crate) fn splice_canonical(
     Some((out, locator))
 }
 
+/// Edits `tree` (canonical, [`is_canonical_tree`]) in place when every edit gives an entry it
+/// already has a value of the same kind whose id is as long (a put to an existing key, a
+/// subdirectory written again): each entry then keeps its length and only its id's bytes,
+/// its last ones, change. Returns whether it did; when it did not, `tree` is untouched.
+/// Only the entries' framing and names are read: the same result as [`splice_canonical`]
+/// without a pass that copies every entry into a new tree.
+pub(crate) fn replace_ids_in_place(
+    tree: &mut [u8],
+    edits: &[(&str, Option<TreeEntryRef<'_>>)],
+) -> bool {
+    let replaceable = |whole: &[u8], name: &[u8], value: Option<TreeEntryRef<'_>>| {
+        let Some(value) = value else {
+            return false;
+        };
+        let id = value.id();
+        // The id is the entry's last field: its tag and length come just before it.
+        let tag = match value {
+            TreeEntryRef::File(_) => 0x0a,
+            TreeEntryRef::Tree(_) => 0x22,
+        };
+        whole.len() == entry_len(name, value)
+            && whole.len() > id.len() + 2
+            && whole[whole.len() - id.len() - 2] == tag
+            && usize::from(whole[whole.len() - id.len() - 1]) == id.len()
+    };
+    // First every edit is checked, then the ids are written: all or nothing.
+    for write in [false, true] {
+        let mut edits = edits.iter().peekable();
+        let mut at = 0;
+        while at < tree.len() && edits.peek().is_some() {
+            let Some((len, name_at, name_len)) = framed_entry(&tree[at..]) else {
+                return false;
+            };
+            let name = &tree[at + name_at..at + name_at + name_len];
+            if edits.peek().is_some_and(|(edit, _)| edit.as_bytes() < name) {
+                // An entry the tree does not have.
+                return false;
+            }
+            if let Some((_, value)) = edits.next_if(|(edit, _)| edit.as_bytes() == name) {
+                let whole = &mut tree[at..at + len];
+                if !write {
+                    let name = &whole[name_at..name_at + name_len];
+                    if !replaceable(whole, name, *value) {
+                        return false;
+                    }
+                } else if let Some(value) = value {
+                    let id = value.id();
+                    let start = whole.len() - id.len();
+                    whole[start..].copy_from_slice(id);
+                }
+            }
+            at += len;
+        }
+        if edits.peek().is_some() {
+            return false;
+        }
+    }
+    true
+}
+
+/// The framing of the encoded tree entry `bytes` starts with: its length, header included, and
+/// where its name is in it (offset, length). Reads headers only, so only for trees whose
+/// entries are known to be plain ([`is_canonical_tree`]). `None` where it does not frame.
+fn framed_entry(bytes: &[u8]) -> Option<(usize, usize, usize)> {
+    let mut rest = bytes;
+    if get_varint(&mut rest)? != (1 << 3) | 2 {
+        return None;
+    }
+    let len = usize::try_from(get_varint(&mut rest)?).ok()?;
+    let header = bytes.len() - rest.len();
+    let whole = header.checked_add(len).filter(|&whole| whole <= bytes.len())?;
+    let mut entry = &rest[..len];
+    if get_varint(&mut entry)? != (1 << 3) | 2 {
+        return None;
+    }
+    let name_len = usize::try_from(get_varint(&mut entry)?).ok()?;
+    let name_at = bytes.len() - rest.len() + (len - entry.len());
+    (name_at + name_len <= whole).then_some((whole, name_at, name_len))
+}
+
 /// The next length-delimited field of a message: (field number, payload). `None` at a field
 /// of another wire type or a malformed one.
 fn next_field<'a>(bytes: &mut &'a [u8]) -> Option<(u64, &'a [u8])> {
@@ -1278,6 +1358,9 @@ mod tests {
         fn plain_decoding_never_panics_on_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = decode_plain_tree(&bytes);
             let _ = splice_tree(&bytes, &[("a~", None)]);
+            let id = located_id(1, b"x");
+            let mut bytes = bytes;
+            let _ = replace_ids_in_place(&mut bytes, &[("a~", Some(TreeEntryRef::File(&id)))]);
         }
 
         #[test]
@@ -1308,9 +1391,45 @@ mod tests {
                 edits.iter().map(|(name, value)| (name.as_str(), value.as_ref().map(as_ref))).collect();
             let (spliced, locator) = splice_tree(&encoded_old, &edit_refs).expect("splices");
             let expected = encode_tree(new.iter().map(|(name, value)| (name.as_str(), as_ref(value))));
-            prop_assert_eq!(spliced, expected);
+            prop_assert_eq!(&spliced, &expected);
             let newest = new.values().map(|(_, id)| locator_of(id)).max().unwrap_or(0);
             prop_assert_eq!(locator, newest);
+            // In place: the same tree, or, refused, the old one untouched.
+            let mut in_place = encoded_old.clone();
+            if replace_ids_in_place(&mut in_place, &edit_refs) {
+                prop_assert_eq!(in_place, expected);
+            } else {
+                prop_assert_eq!(in_place, encoded_old);
+            }
+        }
+
+        #[test]
+        fn new_ids_for_entries_a_tree_has_are_replaced_in_place(
+            old in proptest::collection::btree_map("[a-z]{1,12}~?", (any::<bool>(), 0u64..50), 1..40),
+            picks in proptest::collection::vec((any::<proptest::sample::Index>(), 0u64..50), 1..6),
+        ) {
+            let id = |locator: u64| located_id(locator, b"same bytes").to_vec();
+            let old: BTreeMap<String, TestEntry> =
+                old.into_iter().map(|(name, (file, locator))| (name, (file, id(locator)))).collect();
+            let names: Vec<&String> = old.keys().collect();
+            // New ids (other bytes) for some entries, each keeping its kind.
+            let edits: BTreeMap<String, TestEntry> = picks
+                .into_iter()
+                .map(|(pick, locator)| {
+                    let name = pick.get(&names);
+                    let file = old[*name].0;
+                    ((*name).clone(), (file, located_id(locator, b"other bytes").to_vec()))
+                })
+                .collect();
+            let encoded_old = encode_tree(old.iter().map(|(name, value)| (name.as_str(), as_ref(value))));
+            let edit_refs: Vec<(&str, Option<TreeEntryRef<'_>>)> =
+                edits.iter().map(|(name, value)| (name.as_str(), Some(as_ref(value)))).collect();
+            let mut new = old.clone();
+            new.extend(edits.clone());
+            let expected = encode_tree(new.iter().map(|(name, value)| (name.as_str(), as_ref(value))));
+            let mut in_place = encoded_old;
+            prop_assert!(replace_ids_in_place(&mut in_place, &edit_refs));
+            prop_assert_eq!(in_place, expected);
         }
     }
 

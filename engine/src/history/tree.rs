@@ -34,7 +34,7 @@ use jj_lib::repo_path::RepoPathComponent;
 
 use super::backend::{
     PlainEntry, RedbBackend, TreeEntryRef, encode_tree, is_canonical_tree, located_id, locator_of,
-    splice_canonical,
+    replace_ids_in_place, splice_canonical,
 };
 use super::delta;
 use super::path::{SHARD_THRESHOLD, is_shard, key_components, shard_at, shard_hash, shard_of};
@@ -423,10 +423,21 @@ impl Dir {
             .map(|name| (name.as_str(), self.entries.get(name).map(Slot::entry)))
             .collect();
         // The stored tree to build on: only a canonical one (which readers can splice a delta
-        // into as well).
-        let base = self.stored.as_ref().zip(self.encoded.as_deref());
-        let spliced = base.and_then(|(_, encoded)| splice_canonical(encoded, &edits));
-        let (bytes, locator) = spliced.unwrap_or_else(|| self.encode());
+        // into as well). Most edits only give entries new ids: the encoding is then edited
+        // where it is, else spliced into a new one.
+        let base = self.stored.take().filter(|_| self.encoded.is_some());
+        let in_place = base.as_ref().and_then(|(base, _)| {
+            let locator = newest_replacing(locator_of(base.as_bytes()), &edits)?;
+            let encoded = self.encoded.as_mut()?;
+            replace_ids_in_place(encoded, &edits).then_some(locator)
+        });
+        let (bytes, locator) = match in_place {
+            Some(locator) => (self.encoded.take().expect("edited in place"), locator),
+            None => base
+                .as_ref()
+                .and_then(|_| splice_canonical(self.encoded.as_deref()?, &edits))
+                .unwrap_or_else(|| self.encode()),
+        };
         debug_assert!(
             bytes == self.encode().0,
             "a spliced tree is the tree encoded"
@@ -435,7 +446,8 @@ impl Dir {
         let id = TreeId::new(located.to_vec());
         // A delta names its base (33 bytes): over a small tree it can be the larger form.
         let delta = base
-            .and_then(|((base, depth), _)| delta_over(backend, base, *depth, &id, &edits))
+            .as_ref()
+            .and_then(|(base, depth)| delta_over(backend, base, *depth, &id, &edits))
             .filter(|(delta, _)| delta.len() < bytes.len());
         let depth = if let Some((delta, depth)) = delta {
             backend.put_tree_stored(&located, &delta);
@@ -512,6 +524,22 @@ impl Slot {
             Slot::Loaded(dir) => TreeEntryRef::Tree(dir.written_id().as_bytes()),
         }
     }
+}
+
+/// The newest locator of a tree whose newest was `old` once `edits` give entries new values,
+/// when the edits alone decide it: every edit gives a value at least as new as `old` (the
+/// entries they replace or leave were no newer). `None` otherwise (an entry removed, an older
+/// id): only a pass over every entry tells.
+fn newest_replacing(old: u64, edits: &[(&str, Option<TreeEntryRef<'_>>)]) -> Option<u64> {
+    let mut newest = old;
+    for (_, value) in edits {
+        let locator = locator_of(value.as_ref()?.id());
+        if locator < old {
+            return None;
+        }
+        newest = newest.max(locator);
+    }
+    Some(newest)
 }
 
 /// The directory `id` as a delta over `base` (the tree it was loaded from or last written

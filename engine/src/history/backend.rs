@@ -4,12 +4,15 @@
 //! raw bytes). Writes go to an in-memory pending set that the history writer moves into its own
 //! redb write transaction (with the indexes and the operation of the same batch), so one
 //! applied batch is one commit of the database, never one file per object. The objects a
-//! revision creates are stored together, as one row of `packs` (`pack.rs`); any other object is
-//! a row of `objects`, keyed by kind + id.
+//! revision creates are stored together, as its pack, in a row of `pack_groups` with the packs
+//! of the revisions recorded next (`pack.rs`); any other object is a row of `objects`, keyed by
+//! kind + id.
 //!
 //! ```text
-//! packs     locator u64  →  objects whose id has that locator, written while recording it
-//! objects   kind u8 | locator u64 BE | hash (24 bytes)  →  written i64 | object bytes
+//! pack_groups  first locator u64  →  (locator, objects whose id has that locator,
+//!                                      written while recording it)…
+//! packs        locator u64  →  the same for one locator (format 5, read, no longer written)
+//! objects      kind u8 | locator u64 BE | hash (24 bytes)  →  written i64 | object bytes
 //! id        hash (24 bytes) | locator u64 BE           (32 bytes, shown hash first)
 //! ```
 //!
@@ -25,8 +28,8 @@
 //! even one already stored, refreshes it; a packed object was written by its locator's revision
 //! (written again later, it is also stored as a row of its own). Retention relies on it (see
 //! `retention.rs`): whatever a kept revision can reach was either reachable from the oldest
-//! kept tree or written since. Readers look in the pack of the id's locator first, then in
-//! `objects`.
+//! kept tree or written since. Readers look in the pack of the id's locator first (in its group,
+//! then in `packs`), then in `objects`.
 //!
 //! Ids are 32 bytes for commits, trees and files; change ids 16 bytes. The root commit id is
 //! all zeros, as in jj's simple backend.
@@ -52,7 +55,7 @@ use jj_lib::object_id::ObjectId;
 use jj_lib::protos::simple_store as proto;
 use jj_lib::repo_path::{RepoPath, RepoPathBuf, RepoPathComponentBuf};
 use prost::Message;
-use redb::{Database, ReadableDatabase, TableDefinition, WriteTransaction};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use sha2::{Digest, Sha256};
 
 use super::wire::{self, field_len, get_varint, put_bytes_field, put_tag, put_varint};
@@ -62,6 +65,8 @@ use super::{delta, pack};
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 pub(crate) const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
+pub(crate) const PACK_GROUPS: TableDefinition<u64, &[u8]> = TableDefinition::new("pack_groups");
+/// One pack per row (format 5): read, no longer written.
 pub(crate) const PACKS: TableDefinition<u64, &[u8]> = TableDefinition::new("packs");
 
 /// Object kinds (the first byte of an `objects` key).
@@ -265,19 +270,83 @@ impl Pending {
             table.insert(key.as_slice(), row.as_slice())?;
         }
         drop(table);
-        let mut table = txn.open_table(PACKS)?;
+        let mut table = txn.open_table(PACK_GROUPS)?;
+        // A revision's pack is written once, when it is recorded, but for the operation of a
+        // trim (recorded at the head): that one joins the group already holding the head.
+        let stored_through = match table.last()? {
+            Some((first, group)) => pack::sections(group.value())
+                .last()
+                .map_or(first.value(), |(locator, _)| locator),
+            None => 0,
+        };
+        let mut group = Vec::new();
+        let mut group_first = 0;
         for (locator, pack) in self.packs.drain(..).filter(|(_, pack)| !pack.is_empty()) {
-            // A revision's pack is written once, when it is recorded, but for the operation of
-            // a trim (recorded at the head): that one joins the head's pack.
-            let earlier = table
-                .insert(locator, pack.as_slice())?
-                .map(|row| row.value().to_vec());
-            if let Some(mut merged) = earlier {
-                merged.extend_from_slice(&pack);
-                table.insert(locator, merged.as_slice())?;
+            if locator <= stored_through {
+                add_to_stored_group(&mut table, locator, &pack)?;
+                continue;
             }
+            if !group.is_empty() && group.len() + pack.len() > pack::GROUP_LIMIT {
+                table.insert(group_first, group.as_slice())?;
+                group.clear();
+            }
+            if group.is_empty() {
+                group_first = locator;
+            }
+            pack::push_section(&mut group, locator, &pack);
+        }
+        if !group.is_empty() {
+            table.insert(group_first, group.as_slice())?;
         }
         Ok(bytes)
+    }
+}
+
+/// Adds `pack`'s objects to `locator`'s section of the group that holds it, or would: the last
+/// one keyed at or before it (a group of its own if there is none).
+fn add_to_stored_group(
+    table: &mut redb::Table<u64, &'static [u8]>,
+    locator: u64,
+    pack: &[u8],
+) -> Result<(), redb::Error> {
+    let holding = table
+        .range(..=locator)?
+        .next_back()
+        .transpose()?
+        .map(|(first, group)| (first.value(), group.value().to_vec()));
+    let (first, group) = holding.unwrap_or((locator, Vec::new()));
+    let grown = pack::with_objects_added(&group, locator, pack);
+    table.insert(first, grown.as_slice())?;
+    Ok(())
+}
+
+/// The pack of `locator`: from its group, else from its format-5 `packs` row.
+fn find_packed(
+    txn: &redb::ReadTransaction,
+    locator: u64,
+    kind: u8,
+    hash: &[u8],
+) -> Result<Option<Vec<u8>>, redb::Error> {
+    match txn.open_table(PACK_GROUPS) {
+        Ok(groups) => {
+            if let Some(row) = groups.range(..=locator)?.next_back() {
+                let (_, group) = row?;
+                if let Some(bytes) = pack::section(group.value(), locator)
+                    .and_then(|pack| pack::find(pack, kind, hash))
+                {
+                    return Ok(Some(bytes.to_vec()));
+                }
+            }
+        }
+        Err(redb::TableError::TableDoesNotExist(_)) => {}
+        Err(err) => return Err(err.into()),
+    }
+    match txn.open_table(PACKS) {
+        Ok(packs) => Ok(packs
+            .get(locator)?
+            .and_then(|row| pack::find(row.value(), kind, hash).map(<[u8]>::to_vec))),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(err) => Err(err.into()),
     }
 }
 
@@ -430,7 +499,7 @@ impl RedbBackend {
         let db = Database::create(path)?;
         let txn = db.begin_write()?;
         txn.open_table(OBJECTS)?;
-        txn.open_table(PACKS)?;
+        txn.open_table(PACK_GROUPS)?;
         txn.commit()?;
         Ok(Self::new(Arc::new(db)))
     }
@@ -458,18 +527,10 @@ impl RedbBackend {
         }
         let read = || -> Result<Option<Vec<u8>>, redb::Error> {
             let txn = self.db.begin_read()?;
-            if let Some((locator, hash)) = split_object_key(key).filter(|(l, _)| *l > 0) {
-                match txn.open_table(PACKS) {
-                    Ok(packs) => {
-                        if let Some(row) = packs.get(locator)?
-                            && let Some(bytes) = pack::find(row.value(), key[0], hash)
-                        {
-                            return Ok(Some(bytes.to_vec()));
-                        }
-                    }
-                    Err(redb::TableError::TableDoesNotExist(_)) => {}
-                    Err(err) => return Err(err.into()),
-                }
+            if let Some((locator, hash)) = split_object_key(key).filter(|(l, _)| *l > 0)
+                && let Some(bytes) = find_packed(&txn, locator, key[0], hash)?
+            {
+                return Ok(Some(bytes));
             }
             let table = match txn.open_table(OBJECTS) {
                 Ok(table) => table,
@@ -1192,7 +1253,9 @@ fn framed_entry(bytes: &[u8]) -> Option<(usize, usize, usize)> {
     }
     let len = usize::try_from(get_varint(&mut rest)?).ok()?;
     let header = bytes.len() - rest.len();
-    let whole = header.checked_add(len).filter(|&whole| whole <= bytes.len())?;
+    let whole = header
+        .checked_add(len)
+        .filter(|&whole| whole <= bytes.len())?;
     let mut entry = &rest[..len];
     if get_varint(&mut entry)? != (1 << 3) | 2 {
         return None;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 
-use super::backend::{OBJECTS, PACKS, RedbBackend};
+use super::backend::{OBJECTS, PACK_GROUPS, PACKS, RedbBackend};
 use super::error::{HistoryError, HistoryResult};
 use super::index::{self, Head};
 use super::op_store::RedbOpStore;
@@ -37,8 +37,8 @@ pub fn history_path(data_dir: &Path) -> PathBuf {
 
 impl HistoryDb {
     /// Opens (creating if missing) the database at `path`, with every table present. A
-    /// database of format 3 or 4 is used as it is (what is recorded from then on has the
-    /// current layout: packs, changes inline, `key_log` in batches), one of format 2 is
+    /// database of format 3, 4 or 5 is used as it is (what is recorded from then on has the
+    /// current layout: groups of packs, changes inline, `key_log` in batches), one of format 2 is
     /// migrated in place (`key_log` split into spans). One of an older
     /// format is set aside (renamed `*.format1`, never deleted) and a new one started: history
     /// is derived, and the history thread records it again from the store.
@@ -71,6 +71,7 @@ impl HistoryDb {
             txn.open_table(table)?;
         }
         txn.open_table(OBJECTS)?;
+        txn.open_table(PACK_GROUPS)?;
         txn.open_table(PACKS)?;
         let head = read_head(&txn.open_table(index::META)?)?;
         super::key_log::ensure_through(&txn, &head)?;

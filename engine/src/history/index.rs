@@ -59,11 +59,12 @@ pub(crate) const META_HEAD: &[u8] = b"head";
 pub(crate) const META_KEY_LOG_THROUGH: &[u8] = b"key_log_through";
 /// The layout of ids and keys (`backend.rs`); a database without it predates located ids.
 pub(crate) const META_FORMAT: &[u8] = b"format";
-pub(crate) const FORMAT: &[u8] = b"5";
+pub(crate) const FORMAT: &[u8] = b"6";
 /// Formats read as they are: 3, before packs (`pack.rs`; readers fall back to `objects`, which
-/// holds everything it wrote), and 4, before changes inline and `key_log` in batches (it has
-/// `changed` rows for every revision and `key_log` rows through its head).
-pub(crate) const FORMATS_READ_AS_IS: [&[u8]; 2] = [b"3", b"4"];
+/// holds everything it wrote), 4, before changes inline and `key_log` in batches (it has
+/// `changed` rows for every revision and `key_log` rows through its head), and 5, before
+/// groups of packs (readers fall back to its `packs` rows).
+pub(crate) const FORMATS_READ_AS_IS: [&[u8]; 3] = [b"3", b"4", b"5"];
 /// The format before `key_log` had spans: migrated in place at open.
 pub(crate) const FORMAT_UNSPANNED: &[u8] = b"2";
 

@@ -22,7 +22,9 @@ use jj_lib::backend::{TreeId, TreeValue};
 use jj_lib::object_id::ObjectId;
 use redb::{ReadableDatabase, ReadableTable};
 
-use super::backend::{Kind, OBJECTS, PACKS, object_key, packed_object_key, split_object_key};
+use super::backend::{
+    Kind, OBJECTS, PACK_GROUPS, PACKS, object_key, packed_object_key, split_object_key,
+};
 use super::error::{HistoryError, HistoryResult};
 use super::index::{self, Head, OperationRecord, RevisionRecord};
 use super::pack;
@@ -187,6 +189,7 @@ pub(crate) fn trim(
     // trees kept as deltas (`delta.rs`), down their chains. An object may be both packed and a
     // row of its own (written again later): each copy is judged by when it was written.
     let objects = read.open_table(OBJECTS)?;
+    let groups = read.open_table(PACK_GROUPS)?;
     let packs = read.open_table(PACKS)?;
     let mut doomed_rows = HashSet::new();
     let mut doomed_packed = HashSet::new();
@@ -204,17 +207,26 @@ pub(crate) fn trim(
             bases.push(base);
         }
     }
-    for row in packs.iter()? {
-        let (locator, pack) = row?;
-        let written = i64::try_from(locator.value()).unwrap_or(i64::MAX);
-        for object in pack::objects(pack.value()) {
-            let key = packed_object_key(locator.value(), &object);
+    let mut judge_pack = |locator: u64, pack: &[u8]| {
+        let written = i64::try_from(locator).unwrap_or(i64::MAX);
+        for object in pack::objects(pack) {
+            let key = packed_object_key(locator, &object);
             if written < keep_from && !marked.contains(&key) {
                 doomed_packed.insert(key);
             } else if let Some(base) = delta_base(object.kind, Some(object.bytes)) {
                 bases.push(base);
             }
         }
+    };
+    for row in groups.iter()? {
+        let (_, group) = row?;
+        for (locator, pack) in pack::sections(group.value()) {
+            judge_pack(locator, pack);
+        }
+    }
+    for row in packs.iter()? {
+        let (locator, pack) = row?;
+        judge_pack(locator.value(), pack.value());
     }
     while let Some(base) = bases.pop() {
         let spared = doomed_rows.remove(&base) | doomed_packed.remove(&base);
@@ -238,7 +250,7 @@ pub(crate) fn trim(
             doomed_operations.push(seq.value().to_vec());
         }
     }
-    drop((revisions, objects, packs, operations));
+    drop((revisions, objects, groups, packs, operations));
     drop(read);
 
     let mut head = head.clone();
@@ -265,6 +277,7 @@ pub(crate) fn trim(
         for key in &doomed_rows {
             table.remove(key.as_slice())?;
         }
+        remove_grouped(&mut txn.open_table(PACK_GROUPS)?, &doomed_packed)?;
         remove_packed(&mut txn.open_table(PACKS)?, &doomed_packed)?;
         trim_key_log(&mut txn.open_table(index::KEY_LOG)?, keep_from)?;
         let mut table = txn.open_table(index::OPERATIONS)?;
@@ -323,7 +336,46 @@ fn trim_key_log(
     Ok(())
 }
 
-/// Rewrites the packs holding `doomed` objects without them (removing packs left empty).
+/// Rewrites the groups holding `doomed` objects without them (removing sections and groups
+/// left empty; a group keeps its key, still at or before its first section).
+fn remove_grouped(
+    groups: &mut redb::Table<u64, &'static [u8]>,
+    doomed: &HashSet<Vec<u8>>,
+) -> HistoryResult<()> {
+    let mut holding = BTreeSet::new();
+    for (locator, _) in doomed.iter().filter_map(|key| split_object_key(key)) {
+        if let Some(row) = groups.range(..=locator)?.next_back() {
+            holding.insert(row?.0.value());
+        }
+    }
+    for first in holding {
+        let Some(row) = groups.get(first)? else {
+            continue;
+        };
+        let mut kept_group = Vec::new();
+        for (locator, section) in pack::sections(row.value()) {
+            let mut kept = Vec::new();
+            for object in pack::objects(section) {
+                if !doomed.contains(&packed_object_key(locator, &object)) {
+                    pack::push(&mut kept, object.kind, object.hash, object.bytes);
+                }
+            }
+            if !kept.is_empty() {
+                pack::push_section(&mut kept_group, locator, &kept);
+            }
+        }
+        drop(row);
+        if kept_group.is_empty() {
+            groups.remove(first)?;
+        } else {
+            groups.insert(first, kept_group.as_slice())?;
+        }
+    }
+    Ok(())
+}
+
+/// Rewrites the packs (format 5) holding `doomed` objects without them (removing packs left
+/// empty).
 fn remove_packed(
     packs: &mut redb::Table<u64, &'static [u8]>,
     doomed: &HashSet<Vec<u8>>,

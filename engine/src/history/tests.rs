@@ -780,35 +780,74 @@ fn retention_trims_old_revisions_and_keeps_the_rest_whole() {
 fn packed_objects_below(db: &HistoryDb, revision: i64) -> usize {
     use redb::ReadableDatabase;
     let txn = db.db.begin_read().expect("read");
-    let packs = txn.open_table(super::backend::PACKS).expect("packs");
     let below = u64::try_from(revision).expect("positive");
-    packs
-        .range(..below)
-        .expect("range")
-        .map(|row| super::pack::objects(row.expect("row").1.value()).count())
-        .sum()
+    packs_of(
+        &txn.open_table(super::backend::PACK_GROUPS).expect("groups"),
+        &txn.open_table(super::backend::PACKS).expect("packs"),
+    )
+    .into_iter()
+    .filter(|(locator, _)| *locator < below)
+    .map(|(_, pack)| super::pack::objects(&pack).count())
+    .sum()
+}
+
+/// Every stored pack, by locator: from the groups (format 6), then the `packs` rows (format 5).
+fn packs_of(
+    groups: &impl redb::ReadableTable<u64, &'static [u8]>,
+    packs: &impl redb::ReadableTable<u64, &'static [u8]>,
+) -> Vec<(u64, Vec<u8>)> {
+    let mut all = Vec::new();
+    for row in groups.iter().expect("rows") {
+        let (_, group) = row.expect("row");
+        for (locator, pack) in super::pack::sections(group.value()) {
+            all.push((locator, pack.to_vec()));
+        }
+    }
+    for row in packs.iter().expect("rows") {
+        let (locator, pack) = row.expect("row");
+        all.push((locator.value(), pack.value().to_vec()));
+    }
+    all
 }
 
 /// Moves every packed object into a row of its own (written by its locator's revision) and
 /// drops the packs: a database as format 3 and before stored it.
 fn unpack(txn: &redb::WriteTransaction) {
-    use redb::ReadableTable;
-    {
-        let packs = txn.open_table(super::backend::PACKS).expect("packs");
-        let mut objects = txn.open_table(super::backend::OBJECTS).expect("objects");
-        for row in packs.iter().expect("rows") {
-            let (locator, pack) = row.expect("row");
-            for object in super::pack::objects(pack.value()) {
-                let key = super::backend::packed_object_key(locator.value(), &object);
-                let mut value = super::index::encode_i64(locator.value() as i64).to_vec();
-                value.extend_from_slice(object.bytes);
-                objects
-                    .insert(key.as_slice(), value.as_slice())
-                    .expect("insert");
-            }
+    let all = packs_of(
+        &txn.open_table(super::backend::PACK_GROUPS).expect("groups"),
+        &txn.open_table(super::backend::PACKS).expect("packs"),
+    );
+    let mut objects = txn.open_table(super::backend::OBJECTS).expect("objects");
+    for (locator, pack) in all {
+        for object in super::pack::objects(&pack) {
+            let key = super::backend::packed_object_key(locator, &object);
+            let mut value = super::index::encode_i64(locator as i64).to_vec();
+            value.extend_from_slice(object.bytes);
+            objects
+                .insert(key.as_slice(), value.as_slice())
+                .expect("insert");
         }
     }
+    drop(objects);
+    txn.delete_table(super::backend::PACK_GROUPS)
+        .expect("delete");
     txn.delete_table(super::backend::PACKS).expect("delete");
+}
+
+/// Moves every pack out of its group into a `packs` row of its own and drops the groups: a
+/// database as format 5 stored it.
+fn ungroup(txn: &redb::WriteTransaction) {
+    let all = packs_of(
+        &txn.open_table(super::backend::PACK_GROUPS).expect("groups"),
+        &txn.open_table(super::backend::PACKS).expect("packs"),
+    );
+    let mut packs = txn.open_table(super::backend::PACKS).expect("packs");
+    for (locator, pack) in all {
+        packs.insert(locator, pack.as_slice()).expect("insert");
+    }
+    drop(packs);
+    txn.delete_table(super::backend::PACK_GROUPS)
+        .expect("delete");
 }
 
 /// Moves every revision's inline changes into `changed` rows, writes the `key_log` rows of the
@@ -908,16 +947,17 @@ fn object_rows(db: &HistoryDb) -> u64 {
 
 /// Objects stored, packed or in rows of their own.
 fn count_objects(db: &HistoryDb) -> u64 {
-    use redb::{ReadableDatabase, ReadableTable};
+    use redb::ReadableDatabase;
     let rows = object_rows(db);
     let txn = db.db.begin_read().expect("read");
-    let packs = txn.open_table(super::backend::PACKS).expect("packs");
-    let mut packed = 0;
-    for row in packs.iter().expect("iter") {
-        let (_, pack) = row.expect("row");
-        packed += super::pack::objects(pack.value()).count() as u64;
-    }
-    rows + packed
+    let packed: usize = packs_of(
+        &txn.open_table(super::backend::PACK_GROUPS).expect("groups"),
+        &txn.open_table(super::backend::PACKS).expect("packs"),
+    )
+    .iter()
+    .map(|(_, pack)| super::pack::objects(pack).count())
+    .sum();
+    rows + packed as u64
 }
 
 #[test]
@@ -1103,6 +1143,37 @@ fn a_database_of_format_4_is_read_as_it_is_and_batches_what_follows() {
 }
 
 #[test]
+fn a_database_of_format_5_is_read_as_it_is_and_groups_what_follows() {
+    use redb::{ReadableDatabase, ReadableTableMetadata};
+
+    let mut fixture = churn("/g/", 4);
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Format 5: a `packs` row per revision, no groups.
+    let commits = read_offline_as_it_is(&fixture, dir.path(), b"5", ungroup);
+
+    for i in 0..10u32 {
+        fixture.put(format!("/g/new{i}").as_bytes(), b"after");
+    }
+    let history = fixture.record(dir.path());
+    let db = history_db(&history);
+    {
+        let txn = db.db.begin_read().expect("read");
+        let groups = txn.open_table(super::backend::PACK_GROUPS).expect("groups");
+        let packs = txn.open_table(super::backend::PACKS).expect("packs");
+        assert!(packs.len().expect("len") > 0, "the old packs stay");
+        assert!(
+            (1..=2).contains(&groups.len().expect("len")),
+            "the new revisions' packs are grouped"
+        );
+    }
+    let ids = commit_ids(&history);
+    for (revision, id) in &commits {
+        assert_eq!(ids.get(revision), Some(id), "revision {revision}");
+    }
+    check_against_model(&fixture, &history);
+}
+
+#[test]
 fn key_log_batches_are_read_back_after_a_restart_and_written_whole() {
     let mut fixture = churn("/k/", 4);
     // Revision 1 is the empty store; batches of 3 revisions end at multiples of 3.
@@ -1193,6 +1264,53 @@ fn revisions_handed_over_by_the_apply_record_the_history_read_from_the_store() {
     let (_dir, mixed) = record_handed(&fixture.store, middle..middle + 3);
     assert_eq!(commit_ids(&mixed), commit_ids(&read), "the same commits");
     check_against_model(&fixture, &mixed);
+}
+
+#[test]
+fn a_round_of_packs_fills_groups_of_bounded_size() {
+    use redb::{ReadableDatabase, ReadableTable};
+
+    let mut fixture = Fixture::new();
+    for i in 0..40u32 {
+        fixture.put(format!("/b/{}", i % 7).as_bytes(), &vec![i as u8; 2048]);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    drop(fixture.record(dir.path()));
+    // Read back from the file, not from the recording process's caches.
+    let history = fixture.record(dir.path());
+    check_against_model(&fixture, &history);
+    let db = history_db(&history);
+    let txn = db.db.begin_read().expect("read");
+    let groups = txn.open_table(super::backend::PACK_GROUPS).expect("groups");
+    let mut sizes = Vec::new();
+    let mut previous_last = 0;
+    for row in groups.iter().expect("rows") {
+        let (first, group) = row.expect("row");
+        let locators: Vec<u64> = super::pack::sections(group.value())
+            .map(|(l, _)| l)
+            .collect();
+        assert_eq!(
+            locators.first(),
+            Some(&first.value()),
+            "keyed by its first pack"
+        );
+        assert!(
+            locators.is_sorted() && first.value() > previous_last,
+            "in order"
+        );
+        previous_last = *locators.last().expect("a section");
+        sizes.push(group.value().len());
+    }
+    assert!(
+        sizes.len() >= 3,
+        "40 revisions of 2 KiB values fill several groups: {sizes:?}"
+    );
+    assert!(
+        sizes
+            .iter()
+            .all(|&size| size <= super::pack::GROUP_LIMIT + 4096),
+        "{sizes:?}"
+    );
 }
 
 #[test]

@@ -1208,36 +1208,43 @@ pub(crate) fn replace_ids_in_place(
             && whole[whole.len() - id.len() - 2] == tag
             && usize::from(whole[whole.len() - id.len() - 1]) == id.len()
     };
-    // First every edit is checked, then the ids are written: all or nothing.
-    for write in [false, true] {
-        let mut edits = edits.iter().peekable();
-        let mut at = 0;
-        while at < tree.len() && edits.peek().is_some() {
-            let Some((len, name_at, name_len)) = framed_entry(&tree[at..]) else {
-                return false;
-            };
-            let name = &tree[at + name_at..at + name_at + name_len];
-            if edits.peek().is_some_and(|(edit, _)| edit.as_bytes() < name) {
-                // An entry the tree does not have.
-                return false;
-            }
-            if let Some((_, value)) = edits.next_if(|(edit, _)| edit.as_bytes() == name) {
-                let whole = &mut tree[at..at + len];
-                if !write {
-                    let name = &whole[name_at..name_at + name_len];
-                    if !replaceable(whole, name, *value) {
-                        return false;
-                    }
-                } else if let Some(value) = value {
-                    let id = value.id();
-                    let start = whole.len() - id.len();
-                    whole[start..].copy_from_slice(id);
-                }
-            }
-            at += len;
-        }
-        if edits.peek().is_some() {
+    // Where each edited entry's id starts, found in one pass; written once all are checked
+    // (all or nothing). More edits than this are left to the splice.
+    const MOST: usize = 8;
+    if edits.len() > MOST {
+        return false;
+    }
+    let mut places = [0usize; MOST];
+    let mut found = 0;
+    let mut at = 0;
+    while found < edits.len() && at < tree.len() {
+        let Some((len, name_at, name_len)) = framed_entry(&tree[at..]) else {
             return false;
+        };
+        let whole = &tree[at..at + len];
+        let name = &whole[name_at..name_at + name_len];
+        let (edit, value) = edits[found];
+        match edit.as_bytes().cmp(name) {
+            // An entry the tree does not have.
+            std::cmp::Ordering::Less => return false,
+            std::cmp::Ordering::Equal => {
+                if !replaceable(whole, name, value) {
+                    return false;
+                }
+                places[found] = at + len - value.map_or(0, |value| value.id().len());
+                found += 1;
+            }
+            std::cmp::Ordering::Greater => {}
+        }
+        at += len;
+    }
+    if found < edits.len() {
+        return false;
+    }
+    for (&place, (_, value)) in places.iter().zip(edits) {
+        if let Some(value) = value {
+            let id = value.id();
+            tree[place..place + id.len()].copy_from_slice(id);
         }
     }
     true
@@ -1247,6 +1254,19 @@ pub(crate) fn replace_ids_in_place(
 /// where its name is in it (offset, length). Reads headers only, so only for trees whose
 /// entries are known to be plain ([`is_canonical_tree`]). `None` where it does not frame.
 fn framed_entry(bytes: &[u8]) -> Option<(usize, usize, usize)> {
+    // Entries of short names and ids have one-byte lengths: read those without the varint loop.
+    if let [0x0a, len, 0x0a, name_len, ..] = *bytes
+        && len < 0x80
+        && name_len < 0x80
+    {
+        let whole = 2 + usize::from(len);
+        let name_at = 4;
+        return (whole <= bytes.len() && name_at + usize::from(name_len) <= whole).then_some((
+            whole,
+            name_at,
+            usize::from(name_len),
+        ));
+    }
     let mut rest = bytes;
     if get_varint(&mut rest)? != (1 << 3) | 2 {
         return None;
@@ -1261,7 +1281,7 @@ fn framed_entry(bytes: &[u8]) -> Option<(usize, usize, usize)> {
         return None;
     }
     let name_len = usize::try_from(get_varint(&mut entry)?).ok()?;
-    let name_at = bytes.len() - rest.len() + (len - entry.len());
+    let name_at = header + (len - entry.len());
     (name_at + name_len <= whole).then_some((whole, name_at, name_len))
 }
 

@@ -25,6 +25,7 @@ use prost::Message;
 
 use super::backend::{Kind, RedbBackend};
 use super::index::Head;
+use super::wire::encode_operation;
 use super::writer::timestamp;
 
 /// jj's operation store over redb; shares the commit backend's object table and buffer.
@@ -75,10 +76,7 @@ impl RedbOpStore {
 
     /// Writes an operation synchronously (the writer's path).
     pub(crate) fn put_operation(&self, operation: &Operation) -> OperationId {
-        OperationId::new(self.write(
-            Kind::Operation,
-            &operation_to_proto(operation).encode_to_vec(),
-        ))
+        OperationId::new(self.write(Kind::Operation, &encode_operation(operation)))
     }
 
     /// Reads an operation (the root operation is virtual).
@@ -225,6 +223,7 @@ fn view_to_proto(view: &View) -> OpStoreResult<proto::View> {
     })
 }
 
+#[cfg(test)]
 fn timestamp_to_proto(timestamp: &Timestamp) -> proto::Timestamp {
     proto::Timestamp {
         millis_since_epoch: timestamp.timestamp.0,
@@ -240,7 +239,9 @@ fn timestamp_from_proto(timestamp: Option<proto::Timestamp>) -> Timestamp {
     }
 }
 
-fn operation_to_proto(operation: &Operation) -> proto::Operation {
+/// The prost message of `operation` (what [`encode_operation`] writes is held to it).
+#[cfg(test)]
+pub(crate) fn operation_to_proto(operation: &Operation) -> proto::Operation {
     let metadata = &operation.metadata;
     proto::Operation {
         view_id: operation.view_id.to_bytes(),

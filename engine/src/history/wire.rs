@@ -1,15 +1,19 @@
 //! The protobuf wire format, written by hand where the writer's hot path would otherwise build
 //! prost messages only to encode them: varints, length-delimited fields (shared with the tree
-//! encoder, packs and deltas), and jj's `simple_store.Commit` written straight from a
-//! [`Commit`].
+//! encoder, packs and deltas), jj's `simple_store.Commit` written straight from a [`Commit`] and
+//! `simple_op_store.Operation` from an [`Operation`].
 //!
 //! [`encode_commit`] writes byte for byte what prost writes for the message
 //! `backend::commit_to_proto` builds: fields in the order prost writes them (declaration order,
 //! so `conflict_labels` (10) before `change_id` (4)), proto3 defaults left out, nested lengths
-//! computed up front. A property test holds it to prost's output.
+//! computed up front. [`encode_operation`] does the same for `op_store::operation_to_proto`,
+//! but for the attributes map: prost writes a `HashMap` in its iteration order, which differs
+//! from one process to the next, so the same operation got other bytes, hence another id; here
+//! the entries are in key order. Property tests hold both to prost's output.
 
-use jj_lib::backend::{Commit, Signature};
+use jj_lib::backend::{Commit, Signature, Timestamp};
 use jj_lib::object_id::ObjectId;
+use jj_lib::op_store::Operation;
 
 /// Bytes of a varint.
 pub(crate) fn varint_len(mut value: u64) -> usize {
@@ -111,24 +115,93 @@ pub(crate) fn encode_commit(commit: &Commit) -> Vec<u8> {
     out
 }
 
-/// `Signature { name (1), email (2), timestamp (3): Timestamp { millis (1), tz_offset (2) } }`
-/// as field `field`: present even when empty, as are the timestamps `commit_to_proto` sets.
+/// `Signature { name (1), email (2), timestamp (3): Timestamp }` as field `field`: present
+/// even when empty, as are the timestamps `commit_to_proto` sets.
 fn put_signature(out: &mut Vec<u8>, field: u8, signature: &Signature) {
-    // int64 and int32 are written as their two's complement, sign-extended to 64 bits.
-    let millis = signature.timestamp.timestamp.0 as u64;
-    let tz_offset = i64::from(signature.timestamp.tz_offset) as u64;
-    let timestamp_len = varint_field_len(millis) + varint_field_len(tz_offset);
     let len = nonempty_field_len(signature.name.len())
         + nonempty_field_len(signature.email.len())
-        + field_len(timestamp_len);
+        + field_len(timestamp_len(&signature.timestamp));
     put_tag(out, field);
     put_varint(out, len as u64);
     put_nonempty_field(out, 1, signature.name.as_bytes());
     put_nonempty_field(out, 2, signature.email.as_bytes());
-    put_tag(out, 3);
-    put_varint(out, timestamp_len as u64);
-    put_varint_field(out, 1, millis);
-    put_varint_field(out, 2, tz_offset);
+    put_timestamp(out, 3, &signature.timestamp);
+}
+
+/// The payload length of `Timestamp { millis_since_epoch (1), tz_offset (2) }` (the same
+/// message in `simple_store` and `simple_op_store`). int64 and int32 are written as their
+/// two's complement, sign-extended to 64 bits.
+fn timestamp_len(timestamp: &Timestamp) -> usize {
+    varint_field_len(timestamp.timestamp.0 as u64)
+        + varint_field_len(i64::from(timestamp.tz_offset) as u64)
+}
+
+fn put_timestamp(out: &mut Vec<u8>, field: u8, timestamp: &Timestamp) {
+    put_tag(out, field);
+    put_varint(out, timestamp_len(timestamp) as u64);
+    put_varint_field(out, 1, timestamp.timestamp.0 as u64);
+    put_varint_field(out, 2, i64::from(timestamp.tz_offset) as u64);
+}
+
+/// Encodes `operation` as jj's `simple_op_store.Operation`: what prost writes for the message
+/// `op_store::operation_to_proto` builds (which stores no workspace name), with the attributes
+/// in key order (see the module docs).
+pub(crate) fn encode_operation(operation: &Operation) -> Vec<u8> {
+    let metadata = &operation.metadata;
+    let attribute_len =
+        |key: &str, value: &str| nonempty_field_len(key.len()) + nonempty_field_len(value.len());
+    let metadata_len = field_len(timestamp_len(&metadata.time.start))
+        + field_len(timestamp_len(&metadata.time.end))
+        + nonempty_field_len(metadata.description.len())
+        + nonempty_field_len(metadata.hostname.len())
+        + nonempty_field_len(metadata.username.len())
+        + varint_field_len(u64::from(metadata.is_snapshot))
+        + metadata
+            .attributes
+            .iter()
+            .map(|(key, value)| field_len(attribute_len(key, value)))
+            .sum::<usize>();
+    let mut out = Vec::with_capacity(metadata_len + 128);
+    put_nonempty_field(&mut out, 1, operation.view_id.as_bytes());
+    for parent in &operation.parents {
+        put_bytes_field(&mut out, 2, parent.as_bytes());
+    }
+    // metadata (3): fields in the order prost writes them, `attributes` (6) before
+    // `is_snapshot` (7).
+    put_tag(&mut out, 3);
+    put_varint(&mut out, metadata_len as u64);
+    put_timestamp(&mut out, 1, &metadata.time.start);
+    put_timestamp(&mut out, 2, &metadata.time.end);
+    put_nonempty_field(&mut out, 3, metadata.description.as_bytes());
+    put_nonempty_field(&mut out, 4, metadata.hostname.as_bytes());
+    put_nonempty_field(&mut out, 5, metadata.username.as_bytes());
+    for (key, value) in &metadata.attributes {
+        put_tag(&mut out, 6);
+        put_varint(&mut out, attribute_len(key, value) as u64);
+        put_nonempty_field(&mut out, 1, key.as_bytes());
+        put_nonempty_field(&mut out, 2, value.as_bytes());
+    }
+    put_varint_field(&mut out, 7, u64::from(metadata.is_snapshot));
+    // commit_predecessors (4): `CommitPredecessors { commit_id (1), predecessor_ids (2) }`.
+    for (commit, predecessors) in operation.commit_predecessors.iter().flatten() {
+        let len = nonempty_field_len(commit.as_bytes().len())
+            + predecessors
+                .iter()
+                .map(|id| field_len(id.as_bytes().len()))
+                .sum::<usize>();
+        put_tag(&mut out, 4);
+        put_varint(&mut out, len as u64);
+        put_nonempty_field(&mut out, 1, commit.as_bytes());
+        for id in predecessors {
+            put_bytes_field(&mut out, 2, id.as_bytes());
+        }
+    }
+    put_varint_field(
+        &mut out,
+        5,
+        u64::from(operation.commit_predecessors.is_some()),
+    );
+    out
 }
 
 #[cfg(test)]
@@ -138,8 +211,11 @@ mod tests {
     use proptest::prelude::*;
     use prost::Message;
 
+    use jj_lib::op_store::{OperationId, OperationMetadata, TimestampRange, ViewId};
+
     use super::*;
     use crate::history::backend::commit_to_proto;
+    use crate::history::op_store::operation_to_proto;
 
     fn signature() -> impl Strategy<Value = Signature> {
         (".{0,12}", ".{0,12}", any::<i64>(), any::<i32>()).prop_map(
@@ -194,6 +270,56 @@ mod tests {
                 secure_sig: None,
             };
             prop_assert_eq!(encode_commit(&commit), commit_to_proto(&commit).encode_to_vec());
+        }
+
+        #[test]
+        fn operations_encode_as_prost_decodes_them(
+            view_id in proptest::collection::vec(any::<u8>(), 0..40),
+            parents in ids(3),
+            times in (any::<i64>(), any::<i32>(), any::<i64>(), any::<i32>()),
+            strings in ("(.|\n){0,200}", ".{0,8}", ".{0,8}"),
+            is_snapshot in any::<bool>(),
+            attributes in proptest::collection::btree_map(".{0,8}", ".{0,12}", 0..4),
+            predecessors in proptest::option::of(proptest::collection::btree_map(
+                proptest::collection::vec(any::<u8>(), 0..40), ids(3), 0..4)),
+        ) {
+            let (start, start_tz, end, end_tz) = times;
+            let (description, hostname, username) = strings;
+            let timestamp = |millis, tz_offset| Timestamp {
+                timestamp: MillisSinceEpoch(millis),
+                tz_offset,
+            };
+            let operation = Operation {
+                view_id: ViewId::new(view_id),
+                parents: parents.into_iter().map(OperationId::new).collect(),
+                metadata: OperationMetadata {
+                    time: TimestampRange {
+                        start: timestamp(start, start_tz),
+                        end: timestamp(end, end_tz),
+                    },
+                    description,
+                    hostname,
+                    username,
+                    is_snapshot,
+                    workspace_name: None,
+                    attributes,
+                },
+                commit_predecessors: predecessors.map(|map| {
+                    map.into_iter()
+                        .map(|(commit, ids)| {
+                            (CommitId::new(commit), ids.into_iter().map(CommitId::new).collect())
+                        })
+                        .collect()
+                }),
+            };
+            let encoded = encode_operation(&operation);
+            let message = operation_to_proto(&operation);
+            let decoded = jj_lib::protos::simple_op_store::Operation::decode(encoded.as_slice());
+            prop_assert_eq!(decoded.ok(), Some(message.clone()));
+            // With at most one attribute prost's order is the only one: the very same bytes.
+            if operation.metadata.attributes.len() <= 1 {
+                prop_assert_eq!(encoded, message.encode_to_vec());
+            }
         }
 
         #[test]

@@ -498,7 +498,10 @@ impl Recorder {
     ) -> HistoryResult<(u64, OperationRecord)> {
         let (first_revision, _, first) = group.first().expect("a group has revisions");
         let (last_revision, _, last) = group.last().expect("a group has revisions");
-        let origins: BTreeSet<&Origin> = group.iter().map(|(_, _, meta)| &meta.origin).collect();
+        // Sorted and deduplicated in a vector: a batch's revisions mostly share one origin.
+        let mut origins: Vec<&Origin> = group.iter().map(|(_, _, meta)| &meta.origin).collect();
+        origins.sort_unstable();
+        origins.dedup();
         let mut attributes = BTreeMap::new();
         attributes.insert(
             "raft.log_id".to_owned(),
@@ -511,21 +514,21 @@ impl Recorder {
             "cairn.revisions".to_owned(),
             format!("{first_revision}..{last_revision}"),
         );
-        let users: Vec<&str> = origins
+        let mut users: Vec<&str> = origins
             .iter()
             .map(|o| o.user.as_str())
             .filter(|u| !u.is_empty())
             .collect();
-        let agents: Vec<&str> = origins
+        let mut agents: Vec<&str> = origins
             .iter()
             .map(|o| o.agent.as_str())
             .filter(|a| !a.is_empty())
             .collect();
         if !users.is_empty() {
-            attributes.insert("origin.user".to_owned(), dedup_join(&users));
+            attributes.insert("origin.user".to_owned(), dedup_join(&mut users));
         }
         if !agents.is_empty() {
-            attributes.insert("origin.agent".to_owned(), dedup_join(&agents));
+            attributes.insert("origin.agent".to_owned(), dedup_join(&mut agents));
         }
         let description = if first_revision == last_revision {
             format!("apply revision {first_revision}")
@@ -862,7 +865,8 @@ pub(crate) fn timestamp(unix_ms: u64) -> Timestamp {
     }
 }
 
-fn dedup_join(values: &[&str]) -> String {
-    let unique: BTreeSet<&str> = values.iter().copied().collect();
-    unique.into_iter().collect::<Vec<_>>().join(", ")
+fn dedup_join(values: &mut Vec<&str>) -> String {
+    values.sort_unstable();
+    values.dedup();
+    values.join(", ")
 }

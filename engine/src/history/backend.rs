@@ -34,6 +34,7 @@
 //! Ids are 32 bytes for commits, trees and files; change ids 16 bytes. The root commit id is
 //! all zeros, as in jj's simple backend.
 
+use std::collections::hash_map::Entry;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -203,8 +204,12 @@ const PACK_CAPACITY: usize = 4 << 10;
 
 impl Pending {
     fn put(&mut self, key: LocatedKey, revision: i64, bytes: &[u8]) {
+        // One lookup of the key, whatever follows.
+        let entry = self.places.entry(key);
         if let Some((locator, hash)) = packable(&key, revision) {
-            if matches!(self.places.get(&key), Some(Place::Packed { .. })) {
+            if let Entry::Occupied(entry) = &entry
+                && matches!(entry.get(), Place::Packed { .. })
+            {
                 // Written again while recording its own revision: already in the pack.
                 return;
             }
@@ -221,12 +226,12 @@ impl Pending {
                     start: pack.len() - bytes.len(),
                     len: bytes.len(),
                 };
-                self.places.insert(key, place);
+                entry.insert_entry(place);
                 return;
             }
         }
         let bytes = bytes.to_vec();
-        self.places.insert(key, Place::Row { revision, bytes });
+        entry.insert_entry(Place::Row { revision, bytes });
     }
 
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {

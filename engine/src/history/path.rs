@@ -59,20 +59,24 @@ fn hex_digit(nibble: u8) -> char {
 
 /// The path components of `key`: directories, then the file.
 pub fn key_components(key: &[u8]) -> Vec<String> {
-    let segments: Vec<&[u8]> = key.split(|&b| b == b'/').collect();
-    let last = segments.len() - 1;
-    segments
-        .iter()
-        .enumerate()
-        .map(|(index, segment)| {
-            let mut component = String::with_capacity(segment.len() + 1);
-            escape_segment(segment, &mut component);
-            if index == last {
-                component.push(FILE_SUFFIX);
-            }
-            component
-        })
-        .collect()
+    let mut components = Vec::new();
+    key_components_into(key, &mut components);
+    components
+}
+
+/// [`key_components`] into `components`, whose strings are reused (the writer's path: a key
+/// after another, without allocating).
+pub fn key_components_into(key: &[u8], components: &mut Vec<String>) {
+    let count = key.split(|&b| b == b'/').count();
+    components.truncate(count);
+    components.resize_with(count, String::new);
+    for (component, segment) in components.iter_mut().zip(key.split(|&b| b == b'/')) {
+        component.clear();
+        escape_segment(segment, component);
+    }
+    if let Some(file) = components.last_mut() {
+        file.push(FILE_SUFFIX);
+    }
 }
 
 /// The directory components under which every key starting with `prefix` lives, and the escaped
@@ -262,8 +266,15 @@ mod tests {
 
     proptest! {
         #[test]
-        fn round_trip(key in proptest::collection::vec(any::<u8>(), 0..40)) {
+        fn round_trip(
+            key in proptest::collection::vec(any::<u8>(), 0..40),
+            before in proptest::collection::vec(any::<u8>(), 0..40),
+        ) {
             let components = key_components(&key);
+            // Strings reused from another key's components make the same components.
+            let mut reused = key_components(&before);
+            key_components_into(&key, &mut reused);
+            prop_assert_eq!(&reused, &components);
             for component in &components {
                 prop_assert!(!component.is_empty() && !component.contains('/'));
                 prop_assert!(!is_shard(component));

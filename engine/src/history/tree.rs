@@ -37,7 +37,9 @@ use super::backend::{
     replace_ids_in_place, splice_canonical,
 };
 use super::delta;
-use super::path::{SHARD_THRESHOLD, is_shard, key_components, shard_at, shard_hash, shard_of};
+use super::path::{
+    SHARD_THRESHOLD, is_shard, key_components, key_components_into, shard_at, shard_hash, shard_of,
+};
 
 /// Entries the working tree keeps loaded between rounds before it unloads directories the last
 /// round did not edit (about 200 bytes each, their encoding included).
@@ -54,6 +56,8 @@ pub(crate) struct WorkingTree {
     round: u64,
     /// Entries loaded since the last trim, plus those kept then (an upper bound).
     loaded: usize,
+    /// The components of the key being set (their strings kept for the next key).
+    components: Vec<String>,
 }
 
 impl Default for WorkingTree {
@@ -71,6 +75,7 @@ impl WorkingTree {
             root_id: None,
             round: 0,
             loaded: 0,
+            components: Vec::new(),
         }
     }
 
@@ -97,13 +102,13 @@ impl WorkingTree {
         key: &[u8],
         value: Option<&FileId>,
     ) -> BackendResult<()> {
-        let components = key_components(key);
+        key_components_into(key, &mut self.components);
         let mut cx = Cx {
             backend,
             round: self.round,
             loaded: &mut self.loaded,
         };
-        self.root.apply(&mut cx, &components, value)
+        self.root.apply(&mut cx, &self.components, value)
     }
 
     /// Writes the directories edited since the last write; returns the tree's id.
@@ -224,15 +229,16 @@ impl Dir {
     /// The loaded directory in `name`, loading or creating it.
     fn child(&mut self, cx: &mut Cx<'_>, name: &str) -> BackendResult<&mut Dir> {
         self.touch(name, cx.round);
-        if !self.entries.contains_key(name) {
-            let dir = Dir {
-                dirty: true,
-                ..Dir::default()
-            };
-            self.entries
-                .insert(CompactString::from(name), Slot::Loaded(Box::new(dir)));
-        }
-        let slot = self.entries.get_mut(name).expect("inserted above");
+        // Names are short: the key is built inline, and the map is searched once.
+        let slot = self
+            .entries
+            .entry(CompactString::from(name))
+            .or_insert_with(|| {
+                Slot::Loaded(Box::new(Dir {
+                    dirty: true,
+                    ..Dir::default()
+                }))
+            });
         match slot {
             Slot::Stored(id) => {
                 let dir = Dir::load(cx.backend, id)?;

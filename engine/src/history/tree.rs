@@ -229,16 +229,15 @@ impl Dir {
     /// The loaded directory in `name`, loading or creating it.
     fn child(&mut self, cx: &mut Cx<'_>, name: &str) -> BackendResult<&mut Dir> {
         self.touch(name, cx.round);
-        // Names are short: the key is built inline, and the map is searched once.
-        let slot = self
-            .entries
-            .entry(CompactString::from(name))
-            .or_insert_with(|| {
-                Slot::Loaded(Box::new(Dir {
-                    dirty: true,
-                    ..Dir::default()
-                }))
-            });
+        if !self.entries.contains_key(name) {
+            let dir = Dir {
+                dirty: true,
+                ..Dir::default()
+            };
+            self.entries
+                .insert(CompactString::from(name), Slot::Loaded(Box::new(dir)));
+        }
+        let slot = self.entries.get_mut(name).expect("inserted above");
         match slot {
             Slot::Stored(id) => {
                 let dir = Dir::load(cx.backend, id)?;

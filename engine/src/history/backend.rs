@@ -1188,6 +1188,10 @@ pub(crate) fn splice_canonical(
     Some((out, locator))
 }
 
+/// The most edits [`replace_ids_in_place`] makes; more are left to the splice (a revision
+/// usually edits one entry of each directory on its path).
+const MOST_IN_PLACE_EDITS: usize = 8;
+
 /// Edits `tree` (canonical, [`is_canonical_tree`]) in place when every edit gives an entry it
 /// already has a value of the same kind whose id is as long (a put to an existing key, a
 /// subdirectory written again): each entry then keeps its length and only its id's bytes,
@@ -1214,12 +1218,11 @@ pub(crate) fn replace_ids_in_place(
             && usize::from(whole[whole.len() - id.len() - 1]) == id.len()
     };
     // Where each edited entry's id starts, found in one pass; written once all are checked
-    // (all or nothing). More edits than this are left to the splice.
-    const MOST: usize = 8;
-    if edits.len() > MOST {
+    // (all or nothing).
+    if edits.len() > MOST_IN_PLACE_EDITS {
         return false;
     }
-    let mut places = [0usize; MOST];
+    let mut places = [0usize; MOST_IN_PLACE_EDITS];
     let mut found = 0;
     let mut at = 0;
     while found < edits.len() && at < tree.len() {

@@ -354,12 +354,7 @@ fn remove_grouped(
         };
         let mut kept_group = Vec::new();
         for (locator, section) in pack::sections(row.value()) {
-            let mut kept = Vec::new();
-            for object in pack::objects(section) {
-                if !doomed.contains(&packed_object_key(locator, &object)) {
-                    pack::push(&mut kept, object.kind, object.hash, object.bytes);
-                }
-            }
+            let kept = without_doomed(locator, section, doomed);
             if !kept.is_empty() {
                 pack::push_section(&mut kept_group, locator, &kept);
             }
@@ -389,12 +384,7 @@ fn remove_packed(
         let Some(row) = packs.get(locator)? else {
             continue;
         };
-        let mut kept = Vec::new();
-        for object in pack::objects(row.value()) {
-            if !doomed.contains(&packed_object_key(locator, &object)) {
-                pack::push(&mut kept, object.kind, object.hash, object.bytes);
-            }
-        }
+        let kept = without_doomed(locator, row.value(), doomed);
         drop(row);
         if kept.is_empty() {
             packs.remove(locator)?;
@@ -403,6 +393,17 @@ fn remove_packed(
         }
     }
     Ok(())
+}
+
+/// `locator`'s pack without its `doomed` objects.
+fn without_doomed(locator: u64, pack: &[u8], doomed: &HashSet<Vec<u8>>) -> Vec<u8> {
+    let mut kept = Vec::new();
+    for object in pack::objects(pack) {
+        if !doomed.contains(&packed_object_key(locator, &object)) {
+            pack::push(&mut kept, object.kind, object.hash, object.bytes);
+        }
+    }
+    kept
 }
 
 /// The `objects` key of the base of a tree stored as a delta; `kind` and `bytes` are the

@@ -277,8 +277,13 @@ pub(crate) fn trim(
         for key in &doomed_rows {
             table.remove(key.as_slice())?;
         }
-        remove_grouped(&mut txn.open_table(PACK_GROUPS)?, &doomed_packed)?;
-        remove_packed(&mut txn.open_table(PACKS)?, &doomed_packed)?;
+        let locators: BTreeSet<u64> = doomed_packed
+            .iter()
+            .filter_map(|key| split_object_key(key))
+            .map(|(locator, _)| locator)
+            .collect();
+        remove_grouped(&mut txn.open_table(PACK_GROUPS)?, &locators, &doomed_packed)?;
+        remove_packed(&mut txn.open_table(PACKS)?, &locators, &doomed_packed)?;
         trim_key_log(&mut txn.open_table(index::KEY_LOG)?, keep_from)?;
         let mut table = txn.open_table(index::OPERATIONS)?;
         for key in &doomed_operations {
@@ -336,14 +341,16 @@ fn trim_key_log(
     Ok(())
 }
 
-/// Rewrites the groups holding `doomed` objects without them (removing sections and groups
-/// left empty; a group keeps its key, still at or before its first section).
+/// Rewrites the groups holding `doomed` objects (packed at `locators`) without them (removing
+/// sections and groups left empty; a group keeps its key, still at or before its first
+/// section).
 fn remove_grouped(
     groups: &mut redb::Table<u64, &'static [u8]>,
+    locators: &BTreeSet<u64>,
     doomed: &HashSet<Vec<u8>>,
 ) -> HistoryResult<()> {
     let mut holding = BTreeSet::new();
-    for (locator, _) in doomed.iter().filter_map(|key| split_object_key(key)) {
+    for &locator in locators {
         if let Some(row) = groups.range(..=locator)?.next_back() {
             holding.insert(row?.0.value());
         }
@@ -369,18 +376,14 @@ fn remove_grouped(
     Ok(())
 }
 
-/// Rewrites the packs (format 5) holding `doomed` objects without them (removing packs left
-/// empty).
+/// Rewrites the packs (format 5) holding `doomed` objects (at `locators`) without them
+/// (removing packs left empty).
 fn remove_packed(
     packs: &mut redb::Table<u64, &'static [u8]>,
+    locators: &BTreeSet<u64>,
     doomed: &HashSet<Vec<u8>>,
 ) -> HistoryResult<()> {
-    let locators: BTreeSet<u64> = doomed
-        .iter()
-        .filter_map(|key| split_object_key(key))
-        .map(|(locator, _)| locator)
-        .collect();
-    for locator in locators {
+    for &locator in locators {
         let Some(row) = packs.get(locator)? else {
             continue;
         };

@@ -667,6 +667,17 @@ fn history_starts_at_the_replay_floor_with_the_peers_commit() {
 
 #[test]
 fn retention_trims_old_revisions_and_keeps_the_rest_whole() {
+    check_retention(false);
+}
+
+#[test]
+fn retention_trims_a_database_of_format_5_as_well() {
+    check_retention(true);
+}
+
+/// Trims a recorded history by age and checks what is left, in a database of the current
+/// format or, with `as_format_5`, one whose packs are `packs` rows (format 5).
+fn check_retention(as_format_5: bool) {
     let mut fixture = Fixture::new();
     for i in 0..60u32 {
         fixture.put(
@@ -678,7 +689,20 @@ fn retention_trims_old_revisions_and_keeps_the_rest_whole() {
         }
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let history = fixture.record(dir.path());
+    let mut history = fixture.record(dir.path());
+    if as_format_5 {
+        let db = history.db();
+        let txn = db.db.begin_write().expect("write");
+        ungroup(&txn);
+        txn.open_table(super::index::META)
+            .expect("meta")
+            .insert(super::index::META_FORMAT, b"5".as_slice())
+            .expect("format");
+        txn.commit().expect("commit");
+        // Opened again as a server opens it.
+        drop((db, history));
+        history = fixture.record(dir.path());
+    }
     let db = history.db();
     let objects_before = count_objects(&db);
     let head = fixture.store.current_revision();

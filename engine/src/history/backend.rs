@@ -13,7 +13,7 @@
 //!                                      written while recording it)…
 //! packs        locator u64  →  the same for one locator (format 5, read, no longer written)
 //! objects      kind u8 | locator u64 BE | hash (24 bytes)  →  written i64 | object bytes
-//! id        hash (24 bytes) | locator u64 BE           (32 bytes, shown hash first)
+//! id           hash (24 bytes) | locator u64 BE  (32 bytes, shown hash first)
 //! ```
 //!
 //! An id is the SHA-256 of the object's bytes, truncated to 24 bytes, followed by a *locator*:

@@ -393,6 +393,11 @@ fn log_show_diff_get_blame_oplog() {
     assert_eq!(ctl.ok(&["get", "/b", "--at", "0s"]), "x\n");
     let err = ctl.err(&["get", "/a", "--rev", "5"]);
     assert!(err.contains("/a did not exist at revision 5"), "{err}");
+    // Without a point: the newest recorded revision (6).
+    assert_eq!(ctl.ok(&["get", "/b"]), "x\n");
+    assert_eq!(ctl.json(&["get", "/b"]).remove(0)["revision"], 6);
+    let err = ctl.err(&["get", "/a"]);
+    assert!(err.contains("/a did not exist at revision 6"), "{err}");
 
     // blame
     let blame = ctl.json(&["blame"]);

@@ -125,10 +125,10 @@ pub struct LogArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("point").required(true).args(["revision", "at"])))]
+#[command(group(ArgGroup::new("point").args(["revision", "at"])))]
 pub struct GetArgs {
     pub key: String,
-    /// At this revision.
+    /// At this revision (default, without --at: the newest recorded).
     #[arg(long = "rev", value_name = "REV", value_parser = clap::value_parser!(i64).range(1..))]
     pub revision: Option<i64>,
     /// At this time (RFC 3339 or a duration ago: 10m, 2h, 3d); a plain integer is a revision.
@@ -155,8 +155,16 @@ mod tests {
     }
 
     #[test]
-    fn get_needs_exactly_one_point() {
-        assert!(Cli::try_parse_from(["kvctl", "get", "k"]).is_err());
+    fn get_takes_at_most_one_point() {
+        let cli = Cli::try_parse_from(["kvctl", "get", "k"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Get(GetArgs {
+                revision: None,
+                at: None,
+                ..
+            })
+        ));
         assert!(Cli::try_parse_from(["kvctl", "get", "k", "--rev", "2", "--at", "1h"]).is_err());
         assert!(Cli::try_parse_from(["kvctl", "get", "k", "--rev", "0"]).is_err());
         let cli = Cli::try_parse_from(["kvctl", "get", "k", "--at", "1h", "-o", "json"]).unwrap();

@@ -307,7 +307,10 @@ async fn get<S: Source>(
     let point = match (args.revision, &args.at) {
         (Some(revision), _) => Point::Revision(revision),
         (None, Some(at)) => parse_point(at, &settings.now)?,
-        (None, None) => bail!("get needs --rev REV or --at TIME"),
+        (None, None) => match source.status().await?.head_revision {
+            0 => bail!("no revision is recorded yet"),
+            head => Point::Revision(head),
+        },
     };
     let at = match point {
         Point::Revision(revision) => At::Revision(revision),

@@ -367,11 +367,7 @@ fn remove_grouped(
             }
         }
         drop(row);
-        if kept_group.is_empty() {
-            groups.remove(first)?;
-        } else {
-            groups.insert(first, kept_group.as_slice())?;
-        }
+        store_or_remove(groups, first, &kept_group)?;
     }
     Ok(())
 }
@@ -389,11 +385,21 @@ fn remove_packed(
         };
         let kept = without_doomed(locator, row.value(), doomed);
         drop(row);
-        if kept.is_empty() {
-            packs.remove(locator)?;
-        } else {
-            packs.insert(locator, kept.as_slice())?;
-        }
+        store_or_remove(packs, locator, &kept)?;
+    }
+    Ok(())
+}
+
+/// Stores `bytes` as the row `key`, or removes the row when nothing is left.
+fn store_or_remove(
+    table: &mut redb::Table<u64, &'static [u8]>,
+    key: u64,
+    bytes: &[u8],
+) -> HistoryResult<()> {
+    if bytes.is_empty() {
+        table.remove(key)?;
+    } else {
+        table.insert(key, bytes)?;
     }
     Ok(())
 }

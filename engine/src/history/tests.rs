@@ -1050,6 +1050,16 @@ fn record_as_format(
     commits
 }
 
+/// `history`, recorded on top of an older format's database, still has the `commits` that
+/// database held and matches the model at every revision.
+fn check_continues(fixture: &Fixture, history: &History, commits: &BTreeMap<i64, String>) {
+    let ids = commit_ids(history);
+    for (revision, id) in commits {
+        assert_eq!(ids.get(revision), Some(id), "revision {revision}");
+    }
+    check_against_model(fixture, history);
+}
+
 /// Records `fixture` as one of the older `format` (see [`record_as_format`]), then opens it
 /// offline as it is and checks it holds the same history; returns the commit ids recorded.
 fn read_offline_as_it_is(
@@ -1134,11 +1144,7 @@ fn a_database_of_format_3_is_read_as_it_is_and_packs_what_follows() {
         packed_objects_below(&history_db(&history), head + 1) > 0,
         "new revisions are packed"
     );
-    let ids = commit_ids(&history);
-    for (revision, id) in &commits {
-        assert_eq!(ids.get(revision), Some(id), "revision {revision}");
-    }
-    check_against_model(&fixture, &history);
+    check_continues(&fixture, &history, &commits);
 }
 
 #[test]
@@ -1159,11 +1165,7 @@ fn a_database_of_format_4_is_read_as_it_is_and_batches_what_follows() {
         through > head - 10,
         "the new revisions' rows are written in batches"
     );
-    let ids = commit_ids(&history);
-    for (revision, id) in &commits {
-        assert_eq!(ids.get(revision), Some(id), "revision {revision}");
-    }
-    check_against_model(&fixture, &history);
+    check_continues(&fixture, &history, &commits);
 }
 
 #[test]
@@ -1190,11 +1192,7 @@ fn a_database_of_format_5_is_read_as_it_is_and_groups_what_follows() {
             "the new revisions' packs are grouped"
         );
     }
-    let ids = commit_ids(&history);
-    for (revision, id) in &commits {
-        assert_eq!(ids.get(revision), Some(id), "revision {revision}");
-    }
-    check_against_model(&fixture, &history);
+    check_continues(&fixture, &history, &commits);
 }
 
 #[test]

@@ -34,7 +34,6 @@
 //! Ids are 32 bytes for commits, trees and files; change ids 16 bytes. The root commit id is
 //! all zeros, as in jj's simple backend.
 
-use std::collections::hash_map::Entry;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -175,100 +174,100 @@ pub(crate) struct ObjectBuffer {
 
 /// Objects written since the last flush: appended to their revision's pack as they come, or
 /// kept for rows of their own.
+///
+/// Revisions are recorded in order, so only the newest pack ever grows: the packs are
+/// consecutive ranges of one buffer, and a packed object is found by its locator's pack, not
+/// by a map entry of its own (a revision writes a handful of objects; scanning its pack costs
+/// less than hashing every key into a map).
 #[derive(Default)]
 struct Pending {
-    /// Where each pending object is, by `objects` key.
-    places: HashMap<LocatedKey, Place>,
-    /// The packs being written, by locator, ascending (revisions are recorded in order).
-    packs: Vec<(u64, Vec<u8>)>,
+    /// The objects that get rows of their own, by `objects` key.
+    rows: HashMap<LocatedKey, (i64, Vec<u8>)>,
+    /// The packs being written, end to end.
+    arena: Vec<u8>,
+    /// Each pack's locator and where it starts in `arena` (it ends where the next starts),
+    /// ascending (revisions are recorded in order).
+    packs: Vec<(u64, usize)>,
+    /// Bytes of the objects packed (headers aside).
+    packed_bytes: u64,
 }
 
-/// Where a pending object is.
-enum Place {
-    /// In `packs[pack]`, at `start..start + len`.
-    Packed {
-        pack: usize,
-        start: usize,
-        len: usize,
-    },
-    /// For a row of its own, stamped with the revision that (last) wrote it.
-    Row { revision: i64, bytes: Vec<u8> },
-}
+/// Rows of their own kept room for between rounds (they are rare on a live server).
+const ROWS_KEPT: usize = 1024;
 
-/// Pending objects whose room is kept between rounds: a live round (100 ms of writes) of a
-/// busy server writes about this many.
-const PLACES_KEPT: usize = 16 * 1024;
-
-/// A pack's first allocation: about what one revision writes (a value, a few trees, a commit).
-const PACK_CAPACITY: usize = 4 << 10;
+/// Pack bytes whose room is kept between rounds: about what a live round (100 ms of writes) of
+/// a busy server packs.
+const ARENA_KEPT: usize = 4 << 20;
 
 impl Pending {
     fn put(&mut self, key: LocatedKey, revision: i64, bytes: &[u8]) {
-        // One lookup of the key, whatever follows.
-        let entry = self.places.entry(key);
         if let Some((locator, hash)) = packable(&key, revision) {
-            if let Entry::Occupied(entry) = &entry
-                && matches!(entry.get(), Place::Packed { .. })
-            {
+            let newest = self.packs.last().filter(|(last, _)| *last == locator);
+            let start = match newest {
                 // Written again while recording its own revision: already in the pack.
-                return;
-            }
-            if self.packs.last().is_none_or(|(last, _)| *last != locator) {
-                self.packs
-                    .push((locator, Vec::with_capacity(PACK_CAPACITY)));
-            }
-            let pack_index = self.packs.len() - 1;
-            let pack = &mut self.packs[pack_index].1;
-            if pack.len() + bytes.len() <= pack::PACK_LIMIT {
-                pack::push(pack, key[0], hash, bytes);
-                let place = Place::Packed {
-                    pack: pack_index,
-                    start: pack.len() - bytes.len(),
-                    len: bytes.len(),
-                };
-                entry.insert_entry(place);
+                Some(&(_, start)) if pack::find(&self.arena[start..], key[0], hash).is_some() => {
+                    return;
+                }
+                Some(&(_, start)) => start,
+                None => {
+                    self.packs.push((locator, self.arena.len()));
+                    self.arena.len()
+                }
+            };
+            if self.arena.len() - start + bytes.len() <= pack::PACK_LIMIT {
+                pack::push(&mut self.arena, key[0], hash, bytes);
+                self.packed_bytes += bytes.len() as u64;
                 return;
             }
         }
-        let bytes = bytes.to_vec();
-        entry.insert_entry(Place::Row { revision, bytes });
+        self.rows.insert(key, (revision, bytes.to_vec()));
+    }
+
+    /// The pack of `locator`, if one is pending.
+    fn pack(&self, locator: u64) -> Option<&[u8]> {
+        let index = self
+            .packs
+            .binary_search_by_key(&locator, |(locator, _)| *locator)
+            .ok()?;
+        let start = self.packs[index].1;
+        let end = self
+            .packs
+            .get(index + 1)
+            .map_or(self.arena.len(), |(_, next)| *next);
+        Some(&self.arena[start..end])
     }
 
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
         let key: &LocatedKey = key.try_into().ok()?;
-        match self.places.get(key)? {
-            Place::Packed { pack, start, len } => {
-                Some(self.packs[*pack].1[*start..start + len].to_vec())
-            }
-            Place::Row { bytes, .. } => Some(bytes.clone()),
+        if let Some((_, bytes)) = self.rows.get(key) {
+            return Some(bytes.clone());
         }
+        let (locator, hash) = split_object_key(key)?;
+        pack::find(self.pack(locator)?, key[0], hash).map(<[u8]>::to_vec)
     }
 
-    /// Moves every object into `txn` (see [`ObjectBuffer::flush_into`]), leaving the map and
-    /// the list empty, their capacity kept.
+    fn is_empty(&self) -> bool {
+        self.rows.is_empty() && self.packs.is_empty()
+    }
+
+    /// Moves every object into `txn` (see [`ObjectBuffer::flush_into`]), leaving the buffers
+    /// empty, a live round's room kept.
     fn flush_into(&mut self, txn: &WriteTransaction) -> Result<u64, redb::Error> {
-        let mut bytes = 0u64;
+        let mut bytes = std::mem::take(&mut self.packed_bytes);
         // In key order (kind, then locator): each kind's rows are appended where its part of
         // the table ends rather than scattered over its last pages.
-        let mut rows: Vec<(LocatedKey, i64, Vec<u8>)> = Vec::new();
-        for (key, place) in self.places.drain() {
-            match place {
-                Place::Packed { len, .. } => bytes += len as u64,
-                Place::Row {
-                    revision,
-                    bytes: value,
-                } => {
-                    bytes += value.len() as u64;
-                    rows.push((key, revision, value));
-                }
-            }
-        }
-        // A catch-up round writes far more objects than a live one: keep only a live round's room.
-        self.places.shrink_to(PLACES_KEPT);
+        let mut rows: Vec<(LocatedKey, i64, Vec<u8>)> = self
+            .rows
+            .drain()
+            .map(|(key, (revision, value))| (key, revision, value))
+            .collect();
+        // A catch-up round writes far more than a live one: keep only a live round's room.
+        self.rows.shrink_to(ROWS_KEPT);
         rows.sort_unstable_by_key(|(key, ..)| *key);
         let mut table = txn.open_table(OBJECTS)?;
         let mut row = Vec::new();
         for (key, revision, value) in rows {
+            bytes += value.len() as u64;
             row.clear();
             row.extend_from_slice(&super::index::encode_i64(revision));
             row.extend_from_slice(&value);
@@ -286,9 +285,15 @@ impl Pending {
         };
         let mut group = Vec::new();
         let mut group_first = 0;
-        for (locator, pack) in self.packs.drain(..).filter(|(_, pack)| !pack.is_empty()) {
+        let ends = self.packs.iter().skip(1).map(|(_, start)| *start);
+        let ends = ends.chain(std::iter::once(self.arena.len()));
+        for (&(locator, start), end) in self.packs.iter().zip(ends) {
+            let pack = &self.arena[start..end];
+            if pack.is_empty() {
+                continue;
+            }
             if locator <= stored_through {
-                add_to_stored_group(&mut table, locator, &pack)?;
+                add_to_stored_group(&mut table, locator, pack)?;
                 continue;
             }
             if !group.is_empty() && group.len() + pack.len() > pack::GROUP_LIMIT {
@@ -298,11 +303,14 @@ impl Pending {
             if group.is_empty() {
                 group_first = locator;
             }
-            pack::push_section(&mut group, locator, &pack);
+            pack::push_section(&mut group, locator, pack);
         }
         if !group.is_empty() {
             table.insert(group_first, group.as_slice())?;
         }
+        self.packs.clear();
+        self.arena.clear();
+        self.arena.shrink_to(ARENA_KEPT);
         Ok(bytes)
     }
 }
@@ -426,7 +434,7 @@ impl ObjectBuffer {
         let result = pending.flush_into(txn);
         // Only the writer puts and flushes: keep the emptied map and list for the next round.
         let mut current = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        if current.places.is_empty() && current.packs.is_empty() {
+        if current.is_empty() {
             *current = pending;
         }
         result
@@ -1388,17 +1396,26 @@ mod tests {
         assert_eq!(key.as_slice(), object_key(Kind::File, &id), "the same key");
         pending.put(key, 7, b"bytes");
         pending.put(key, 7, b"bytes");
-        assert_eq!(pack::objects(&pending.packs[0].1).count(), 1, "packed once");
+        let other = located_id(7, b"other");
+        let other_key = located_key(Kind::Tree, &other);
+        pending.put(other_key, 7, b"other");
+        assert_eq!(pack::objects(pending.pack(7).unwrap()).count(), 2, "packed once");
         assert_eq!(pending.get(&key).as_deref(), Some(b"bytes".as_slice()));
+        assert_eq!(pending.get(&other_key).as_deref(), Some(b"other".as_slice()));
         // Written again while recording a later revision: a row stamped with it as well.
         pending.put(key, 8, b"bytes");
-        assert!(matches!(
-            pending.places.get(&key),
-            Some(Place::Row { revision: 8, .. })
-        ));
+        assert!(matches!(pending.rows.get(&key), Some((8, _))));
         assert_eq!(pending.packs.len(), 1, "no pack for revision 8");
-        assert_eq!(pack::objects(&pending.packs[0].1).count(), 1);
+        assert_eq!(pack::objects(pending.pack(7).unwrap()).count(), 2);
         assert_eq!(pending.get(&key).as_deref(), Some(b"bytes".as_slice()));
+        // The next revision's pack follows; each is found by its locator.
+        let next = located_id(9, b"next");
+        let next_key = located_key(Kind::Commit, &next);
+        pending.put(next_key, 9, b"next");
+        assert_eq!(pack::objects(pending.pack(9).unwrap()).count(), 1);
+        assert_eq!(pack::objects(pending.pack(7).unwrap()).count(), 2);
+        assert_eq!(pending.get(&next_key).as_deref(), Some(b"next".as_slice()));
+        assert_eq!(pending.get(&located_key(Kind::Commit, &located_id(9, b"no"))), None);
     }
 
     proptest! {

@@ -1399,9 +1399,16 @@ mod tests {
         let other = located_id(7, b"other");
         let other_key = located_key(Kind::Tree, &other);
         pending.put(other_key, 7, b"other");
-        assert_eq!(pack::objects(pending.pack(7).unwrap()).count(), 2, "packed once");
+        assert_eq!(
+            pack::objects(pending.pack(7).unwrap()).count(),
+            2,
+            "packed once"
+        );
         assert_eq!(pending.get(&key).as_deref(), Some(b"bytes".as_slice()));
-        assert_eq!(pending.get(&other_key).as_deref(), Some(b"other".as_slice()));
+        assert_eq!(
+            pending.get(&other_key).as_deref(),
+            Some(b"other".as_slice())
+        );
         // Written again while recording a later revision: a row stamped with it as well.
         pending.put(key, 8, b"bytes");
         assert!(matches!(pending.rows.get(&key), Some((8, _))));
@@ -1415,7 +1422,10 @@ mod tests {
         assert_eq!(pack::objects(pending.pack(9).unwrap()).count(), 1);
         assert_eq!(pack::objects(pending.pack(7).unwrap()).count(), 2);
         assert_eq!(pending.get(&next_key).as_deref(), Some(b"next".as_slice()));
-        assert_eq!(pending.get(&located_key(Kind::Commit, &located_id(9, b"no"))), None);
+        assert_eq!(
+            pending.get(&located_key(Kind::Commit, &located_id(9, b"no"))),
+            None
+        );
     }
 
     proptest! {

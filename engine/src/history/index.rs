@@ -158,16 +158,26 @@ pub(crate) struct InlineChange<K> {
 
 /// A `revisions` row: the record, then the changes when they are inline (`None`: they are
 /// `changed` rows).
+#[cfg(test)]
 pub(crate) fn encode_revision_row(
     record: &RevisionRecordRef<'_>,
     changes: Option<&[InlineChange<&serde_bytes::Bytes>]>,
 ) -> postcard::Result<Vec<u8>> {
     // Ids, times and a short origin, then a few keys: allocated once.
-    let mut row = postcard::to_extend(record, Vec::with_capacity(256))?;
+    encode_revision_row_onto(record, changes, Vec::with_capacity(256))
+}
+
+/// [`encode_revision_row`] appended to `out` (the writer's rows of a round share one buffer).
+pub(crate) fn encode_revision_row_onto(
+    record: &RevisionRecordRef<'_>,
+    changes: Option<&[InlineChange<&serde_bytes::Bytes>]>,
+    out: Vec<u8>,
+) -> postcard::Result<Vec<u8>> {
+    let mut out = postcard::to_extend(record, out)?;
     if let Some(changes) = changes {
-        row = postcard::to_extend(changes, row)?;
+        out = postcard::to_extend(changes, out)?;
     }
-    Ok(row)
+    Ok(out)
 }
 
 /// A revision's changes decoded from its `revisions` row (`None`: they are `changed` rows).

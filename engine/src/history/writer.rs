@@ -18,7 +18,6 @@
 //! always finds what it lost still in the MVCC store.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -351,8 +350,10 @@ impl Recorder {
     ) -> HistoryResult<()> {
         let backend = Arc::clone(&self.db.backend);
         let mut head = self.head.clone();
-        // `revisions` rows, encoded.
-        let mut records: Vec<(i64, Vec<u8>)> = Vec::with_capacity(revisions.len());
+        // `revisions` rows, encoded end to end in `rows`: each revision's ends where the
+        // next one's starts.
+        let mut rows: Vec<u8> = Vec::with_capacity(revisions.len() * 160);
+        let mut records: Vec<(i64, usize)> = Vec::with_capacity(revisions.len());
         let mut changed_rows: Vec<([u8; 12], Vec<u8>)> = Vec::new();
         let mut key_log_rows: Vec<KeyLogRow> = Vec::new();
         let mut operations: Vec<(u64, OperationRecord)> = Vec::new();
@@ -411,9 +412,9 @@ impl Recorder {
                 origin: &revision.meta.origin,
                 changes_total: revision.changes.len() as u64,
             };
-            let row = index::encode_revision_row(&record, inline_changes.as_deref())
+            records.push((revision.revision, rows.len()));
+            rows = index::encode_revision_row_onto(&record, inline_changes.as_deref(), rows)
                 .map_err(HistoryError::storage)?;
-            records.push((revision.revision, row));
             head.revision = revision.revision;
             head.commit_id.clear();
             head.commit_id.extend_from_slice(commit_id.as_bytes());
@@ -455,8 +456,10 @@ impl Recorder {
                 .flush_into(&txn)
                 .map_err(HistoryError::storage)?;
             let mut table = txn.open_table(index::REVISIONS)?;
-            for (revision, row) in &records {
-                table.insert(index::encode_i64(*revision).as_slice(), row.as_slice())?;
+            let ends = records.iter().skip(1).map(|(_, start)| *start);
+            let ends = ends.chain(std::iter::once(rows.len()));
+            for (&(revision, start), end) in records.iter().zip(ends) {
+                table.insert(index::encode_i64(revision).as_slice(), &rows[start..end])?;
             }
             drop(table);
             let mut table = txn.open_table(index::CHANGED)?;
@@ -498,22 +501,28 @@ impl Recorder {
     ) -> HistoryResult<(u64, OperationRecord)> {
         let (first_revision, _, first) = group.first().expect("a group has revisions");
         let (last_revision, _, last) = group.last().expect("a group has revisions");
-        // Sorted and deduplicated in a vector: a batch's revisions mostly share one origin.
-        let mut origins: Vec<&Origin> = group.iter().map(|(_, _, meta)| &meta.origin).collect();
-        origins.sort_unstable();
-        origins.dedup();
+        // A batch's revisions mostly share one origin: repeats in a row are dropped first.
+        let mut origins: Vec<&Origin> = Vec::new();
+        for (_, _, meta) in group {
+            if origins.last() != Some(&&meta.origin) {
+                origins.push(&meta.origin);
+            }
+        }
+        if origins.len() > 1 {
+            origins.sort_unstable();
+            origins.dedup();
+        }
+        let mut log_id = String::with_capacity(48);
+        push_log_id(&mut log_id, first);
+        log_id.push_str("..");
+        push_log_id(&mut log_id, last);
+        let mut revisions = String::with_capacity(24);
+        push_decimal(&mut revisions, *first_revision);
+        revisions.push_str("..");
+        push_decimal(&mut revisions, *last_revision);
         let mut attributes = BTreeMap::new();
-        attributes.insert(
-            "raft.log_id".to_owned(),
-            format!(
-                "{}-{}..{}-{}",
-                first.log_term, first.log_index, last.log_term, last.log_index
-            ),
-        );
-        attributes.insert(
-            "cairn.revisions".to_owned(),
-            format!("{first_revision}..{last_revision}"),
-        );
+        attributes.insert("raft.log_id".to_owned(), log_id);
+        attributes.insert("cairn.revisions".to_owned(), revisions);
         let mut users: Vec<&str> = origins
             .iter()
             .map(|o| o.user.as_str())
@@ -530,11 +539,17 @@ impl Recorder {
         if !agents.is_empty() {
             attributes.insert("origin.agent".to_owned(), dedup_join(&mut agents));
         }
-        let description = if first_revision == last_revision {
-            format!("apply revision {first_revision}")
+        let mut description = String::with_capacity(48);
+        description.push_str(if first_revision == last_revision {
+            "apply revision "
         } else {
-            format!("apply revisions {first_revision}..{last_revision}")
-        };
+            "apply revisions "
+        });
+        push_decimal(&mut description, *first_revision);
+        if first_revision != last_revision {
+            description.push_str("..");
+            push_decimal(&mut description, *last_revision);
+        }
         let id = self.db.op_store.append(
             head,
             description,
@@ -785,35 +800,36 @@ fn revision_commit(
         .map(|change| change.key.len() + 8)
         .sum();
     let mut description = String::with_capacity(described + 160);
-    let _ = write!(description, "revision {}\n\n", revision.revision);
+    description.push_str("revision ");
+    push_decimal(&mut description, revision.revision);
+    description.push_str("\n\n");
     for change in revision.changes.iter().take(DESCRIBED_KEYS) {
         let verb = if change.value.is_some() {
-            "put"
+            "put "
         } else {
-            "delete"
+            "delete "
         };
         description.push_str(verb);
-        description.push(' ');
-        description.extend(change.key.escape_ascii().map(char::from));
+        push_escaped(&mut description, &change.key);
         description.push('\n');
     }
     if revision.changes.len() > DESCRIBED_KEYS {
-        let _ = writeln!(
-            description,
-            "… and {} more",
-            revision.changes.len() - DESCRIBED_KEYS
-        );
+        description.push_str("… and ");
+        push_decimal(&mut description, revision.changes.len() - DESCRIBED_KEYS);
+        description.push_str(" more\n");
     }
-    let _ = writeln!(
-        description,
-        "\nRaft-Log-Id: {}-{}",
-        meta.log_term, meta.log_index
-    );
+    description.push_str("\nRaft-Log-Id: ");
+    push_log_id(&mut description, meta);
+    description.push('\n');
     if !meta.origin.user.is_empty() {
-        let _ = writeln!(description, "Origin-User: {}", meta.origin.user);
+        description.push_str("Origin-User: ");
+        description.push_str(&meta.origin.user);
+        description.push('\n');
     }
     if !meta.origin.agent.is_empty() {
-        let _ = writeln!(description, "Origin-Agent: {}", meta.origin.agent);
+        description.push_str("Origin-Agent: ");
+        description.push_str(&meta.origin.agent);
+        description.push('\n');
     }
     let author = if meta.origin.user.is_empty() {
         "cairn".to_owned()
@@ -869,4 +885,52 @@ fn dedup_join(values: &mut Vec<&str>) -> String {
     values.sort_unstable();
     values.dedup();
     values.join(", ")
+}
+
+/// Appends `value` in decimal (the recorder's descriptions are built without `fmt`).
+fn push_decimal(out: &mut String, value: impl itoa::Integer) {
+    out.push_str(itoa::Buffer::new().format(value));
+}
+
+/// Appends a raft log id as `term-index`.
+fn push_log_id(out: &mut String, meta: &RevisionMeta) {
+    push_decimal(out, meta.log_term);
+    out.push('-');
+    push_decimal(out, meta.log_index);
+}
+
+/// Appends `key` as [`<[u8]>::escape_ascii`] shows it: as it is when nothing needs escaping.
+fn push_escaped(out: &mut String, key: &[u8]) {
+    let plain = key
+        .iter()
+        .all(|&b| b == b' ' || (b.is_ascii_graphic() && !matches!(b, b'\\' | b'\'' | b'"')));
+    match std::str::from_utf8(key) {
+        Ok(text) if plain => out.push_str(text),
+        _ => out.extend(key.escape_ascii().map(char::from)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn keys_are_escaped_as_escape_ascii_shows_them(
+            key in proptest::collection::vec(prop_oneof![any::<u8>(), 0x20u8..0x7f], 0..24),
+        ) {
+            let mut out = String::from("put ");
+            super::push_escaped(&mut out, &key);
+            prop_assert_eq!(out, format!("put {}", key.escape_ascii()));
+        }
+
+        #[test]
+        fn decimals_are_what_display_writes(value in any::<i64>(), small in any::<usize>()) {
+            let mut out = String::new();
+            super::push_decimal(&mut out, value);
+            out.push(' ');
+            super::push_decimal(&mut out, small);
+            prop_assert_eq!(out, format!("{value} {small}"));
+        }
+    }
 }

@@ -37,8 +37,9 @@ pub fn history_path(data_dir: &Path) -> PathBuf {
 
 impl HistoryDb {
     /// Opens (creating if missing) the database at `path`, with every table present. A
-    /// database of format 3, 4 or 5 is used as it is (what is recorded from then on has the
-    /// current layout: groups of packs, changes inline, `key_log` in batches), one of format 2 is
+    /// database of format 3 to 6 is used as it is (what is recorded from then on has the
+    /// current layout: groups of packs, revision blocks, changes inline, `key_log` in batches),
+    /// one of format 2 is
     /// migrated in place (`key_log` split into spans). One of an older
     /// format is set aside (renamed `*.format1`, never deleted) and a new one started: history
     /// is derived, and the history thread records it again from the store.
@@ -73,6 +74,7 @@ impl HistoryDb {
         txn.open_table(OBJECTS)?;
         txn.open_table(PACK_GROUPS)?;
         txn.open_table(PACKS)?;
+        txn.open_table(super::revision_blocks::REVISION_BLOCKS)?;
         let head = read_head(&txn.open_table(index::META)?)?;
         super::key_log::ensure_through(&txn, &head)?;
         txn.open_table(index::META)?

@@ -5,8 +5,10 @@
 //! table       key                               value
 //! ─────────── ───────────────────────────────── ───────────────────────────────────────────
 //! revisions   rev i64                           postcard RevisionRecord (commit, tree, time,
-//!                                               raft log id, origin, number of changes), then
-//!                                               postcard [InlineChange] if the changes are here
+//!   (rows)                                      raft log id, origin, number of changes), then
+//!                                               postcard [InlineChange] if the changes are here;
+//!                                               in `revision_blocks` since format 7
+//!                                               (`revision_blocks.rs`), one row each before
 //! changed     rev i64 | seq u32                 kind u8 (1 put, 0 delete) | key bytes
 //! key_log     span u64 | esc(key) | rev i64      kind u8 (format ≤ 4: then the file id)
 //! operations  seq u64                           postcard OperationRecord (op id, revisions)
@@ -59,12 +61,13 @@ pub(crate) const META_HEAD: &[u8] = b"head";
 pub(crate) const META_KEY_LOG_THROUGH: &[u8] = b"key_log_through";
 /// The layout of ids and keys (`backend.rs`); a database without it predates located ids.
 pub(crate) const META_FORMAT: &[u8] = b"format";
-pub(crate) const FORMAT: &[u8] = b"6";
+pub(crate) const FORMAT: &[u8] = b"7";
 /// Formats read as they are: 3, before packs (`pack.rs`; readers fall back to `objects`, which
 /// holds everything it wrote), 4, before changes inline and `key_log` in batches (it has
-/// `changed` rows for every revision and `key_log` rows through its head), and 5, before
-/// groups of packs (readers fall back to its `packs` rows).
-pub(crate) const FORMATS_READ_AS_IS: [&[u8]; 3] = [b"3", b"4", b"5"];
+/// `changed` rows for every revision and `key_log` rows through its head), 5, before groups of
+/// packs (readers fall back to its `packs` rows), and 6, before revision blocks (readers fall
+/// back to its `revisions` rows).
+pub(crate) const FORMATS_READ_AS_IS: [&[u8]; 4] = [b"3", b"4", b"5", b"6"];
 /// The format before `key_log` had spans: migrated in place at open.
 pub(crate) const FORMAT_UNSPANNED: &[u8] = b"2";
 

@@ -17,6 +17,7 @@ use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 use super::db::{self, HistoryDb};
 use super::error::{HistoryError, HistoryResult};
 use super::index::{self, Head};
+use super::revision_blocks::{self, RowTables};
 
 /// A `key_log` row: its key and the change's kind ([`index::encode_kind`]).
 pub(crate) type KeyLogRow = (Vec<u8>, u8);
@@ -36,21 +37,21 @@ impl KeyLogBatch {
         let meta = txn.open_table(index::META)?;
         let head = db::read_head(&meta)?;
         let through = db::read_key_log_through(&meta, &head)?;
-        let revisions = txn.open_table(index::REVISIONS)?;
+        let revisions = RowTables {
+            blocks: revision_blocks::open_blocks(|table| txn.open_table(table))?,
+            legacy: txn.open_table(index::REVISIONS)?,
+        };
         let changed = txn.open_table(index::CHANGED)?;
         let mut rows = Vec::new();
-        let from = index::encode_i64(through.saturating_add(1));
-        for row in revisions.range::<&[u8]>(from.as_slice()..)? {
-            let (key, value) = row?;
-            let revision =
-                index::decode_i64(key.value()).ok_or_else(|| corrupt("revision row key"))?;
+        revisions.for_each_from(through.saturating_add(1), |revision, row| {
             let (_, inline) =
-                index::decode_revision_row(value.value()).map_err(|_| corrupt("revision row"))?;
+                index::decode_revision_row(row).map_err(|_| corrupt("revision row"))?;
             index::visit_changes(&changed, revision, inline, |kind, key| {
                 rows.push((index::key_log_key(key, revision), kind));
                 true
             })?;
-        }
+            Ok(true)
+        })?;
         Ok(Self { through, rows })
     }
 

@@ -27,6 +27,7 @@ mod index;
 mod key_log;
 mod op_store;
 mod pack;
+mod revision_blocks;
 mod tree;
 mod wire;
 mod writer;

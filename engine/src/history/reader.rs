@@ -1,4 +1,5 @@
-//! Queries over recorded history: by revision and time through `revisions`, by key through
+//! Queries over recorded history: by revision and time through the revisions rows (in
+//! `revision_blocks`, or `revisions` for databases of format 6 and before), by key through
 //! `key_log`, whole states through the jj trees.
 //!
 //! Costs: a key's log is one range scan of its own rows per span, after reading the changes of
@@ -21,6 +22,7 @@ use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::db::{HistoryDb, history_path};
 use super::index::{self, Head, InlineChanges, OperationRecord, RevisionRecord};
+use super::revision_blocks::{self, RowTables};
 use super::writer::Progress;
 use super::{
     At, BlameLine, HistoryError, HistoryResult, HistoryStatus, KeyChange, KeyDiff, KeyVersion,
@@ -60,7 +62,8 @@ struct View {
     head: Head,
     /// The newest revision whose `key_log` rows are written.
     key_log_through: i64,
-    revisions: Table,
+    /// The revisions rows.
+    rows: RowTables<Table>,
     changed: Table,
     key_log: Table,
     operations: Table,
@@ -110,7 +113,10 @@ impl History {
         Ok(View {
             key_log_through: super::db::read_key_log_through(&meta, &head)?,
             head,
-            revisions: txn.open_table(index::REVISIONS)?,
+            rows: RowTables {
+                blocks: revision_blocks::open_blocks(|table| txn.open_table(table))?,
+                legacy: txn.open_table(index::REVISIONS)?,
+            },
             changed: txn.open_table(index::CHANGED)?,
             key_log: txn.open_table(index::KEY_LOG)?,
             operations: txn.open_table(index::OPERATIONS)?,
@@ -261,22 +267,19 @@ impl History {
         check_revision(&view, from)?;
         check_revision(&view, to)?;
         let mut keys: BTreeSet<Vec<u8>> = BTreeSet::new();
-        let start = index::encode_i64(from + 1);
-        let end = index::encode_i64(to);
-        for row in view
-            .revisions
-            .range::<&[u8]>(start.as_slice()..=end.as_slice())?
-        {
-            let (key, value) = row?;
-            let revision = index::decode_i64(key.value()).ok_or_else(|| corrupt("revision key"))?;
-            let (_, inline) = decode_row(value.value())?;
+        view.rows.for_each_from(from + 1, |revision, row| {
+            if revision > to {
+                return Ok(false);
+            }
+            let (_, inline) = decode_row(row)?;
             index::visit_changes(&view.changed, revision, inline, |_, key| {
                 if key.starts_with(prefix) {
                     keys.insert(key.to_vec());
                 }
                 true
             })?;
-        }
+            Ok(true)
+        })?;
         let (from_root, to_root) = (root_at(&view, from)?, root_at(&view, to)?);
         let mut diffs = Vec::new();
         for key in keys {
@@ -497,10 +500,7 @@ fn revision_row(
     view: &View,
     revision: i64,
 ) -> HistoryResult<Option<(RevisionRecord, InlineChanges)>> {
-    match view.revisions.get(index::encode_i64(revision).as_slice())? {
-        Some(row) => Ok(Some(decode_row(row.value())?)),
-        None => Ok(None),
-    }
+    view.rows.with_row(revision, decode_row)?.transpose()
 }
 
 fn decode_row(row: &[u8]) -> HistoryResult<(RevisionRecord, InlineChanges)> {

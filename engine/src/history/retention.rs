@@ -28,6 +28,7 @@ use super::backend::{
 use super::error::{HistoryError, HistoryResult};
 use super::index::{self, Head, OperationRecord, RevisionRecord};
 use super::pack;
+use super::revision_blocks::{self, RowTables};
 
 /// How much history to keep. The default keeps everything.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -117,13 +118,10 @@ pub(crate) fn trim_point(
         return Ok(None);
     }
     let txn = db.db.begin_read()?;
-    let revisions = txn.open_table(index::REVISIONS)?;
+    let rows = row_tables(&txn)?;
     let time_of = |revision: i64| -> HistoryResult<u64> {
-        let row = revisions
-            .get(index::encode_i64(revision).as_slice())?
+        let record = record_at(&rows, revision)?
             .ok_or_else(|| HistoryError::Corrupt(format!("no row for revision {revision}")))?;
-        let (record, _) = index::decode_revision_row(row.value())
-            .map_err(|_| HistoryError::Corrupt("undecodable revision row".to_owned()))?;
         Ok(record.time_unix_ms)
     };
     let mut point = oldest;
@@ -173,15 +171,8 @@ pub(crate) fn trim(
     reason: &str,
 ) -> HistoryResult<Head> {
     let read = db.db.begin_read()?;
-    let revisions = read.open_table(index::REVISIONS)?;
-    let record: RevisionRecord = match revisions.get(index::encode_i64(keep_from).as_slice())? {
-        Some(row) => {
-            index::decode_revision_row(row.value())
-                .map_err(|_| HistoryError::Corrupt("undecodable revision row".to_owned()))?
-                .0
-        }
-        None => return Err(HistoryError::NoSuchRevision(keep_from)),
-    };
+    let record: RevisionRecord = record_at(&row_tables(&read)?, keep_from)?
+        .ok_or(HistoryError::NoSuchRevision(keep_from))?;
     // Mark what the oldest kept tree reaches.
     let mut marked: HashSet<Vec<u8>> = HashSet::new();
     mark_tree(db, &TreeId::new(record.tree_id.clone()), &mut marked)?;
@@ -250,7 +241,7 @@ pub(crate) fn trim(
             doomed_operations.push(seq.value().to_vec());
         }
     }
-    drop((revisions, objects, groups, packs, operations));
+    drop((objects, groups, packs, operations));
     drop(read);
 
     let mut head = head.clone();
@@ -299,9 +290,7 @@ pub(crate) fn trim(
             .map_err(HistoryError::storage)?
             .as_slice(),
         )?;
-        let below = index::encode_i64(keep_from);
-        txn.open_table(index::REVISIONS)?
-            .retain_in::<&[u8], _>(..below.as_slice(), |_, _| false)?;
+        revision_blocks::remove_before(&txn, keep_from)?;
         let changed_below = index::changed_key(keep_from, 0);
         txn.open_table(index::CHANGED)?
             .retain_in::<&[u8], _>(..changed_below.as_slice(), |_, _| false)?;
@@ -444,6 +433,29 @@ fn mark_tree(
         }
     }
     Ok(())
+}
+
+/// The tables the revisions rows are read from.
+fn row_tables(txn: &redb::ReadTransaction) -> HistoryResult<RowTables<ReadOnlyBytesTable>> {
+    Ok(RowTables {
+        blocks: revision_blocks::open_blocks(|table| txn.open_table(table))?,
+        legacy: txn.open_table(index::REVISIONS)?,
+    })
+}
+
+type ReadOnlyBytesTable = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
+
+/// The record of `revision`, if history holds it.
+fn record_at(
+    rows: &RowTables<ReadOnlyBytesTable>,
+    revision: i64,
+) -> HistoryResult<Option<RevisionRecord>> {
+    rows.with_row(revision, |row| {
+        index::decode_revision_row(row)
+            .map(|(record, _)| record)
+            .map_err(|_| HistoryError::Corrupt("undecodable revision row".to_owned()))
+    })?
+    .transpose()
 }
 
 #[cfg(test)]

@@ -693,6 +693,7 @@ fn check_retention(as_format_5: bool) {
     if as_format_5 {
         let db = history.db();
         let txn = db.db.begin_write().expect("write");
+        unblock(&txn);
         ungroup(&txn);
         txn.open_table(super::index::META)
             .expect("meta")
@@ -856,6 +857,28 @@ fn unpack(txn: &redb::WriteTransaction) {
     txn.delete_table(super::backend::PACK_GROUPS)
         .expect("delete");
     txn.delete_table(super::backend::PACKS).expect("delete");
+}
+
+/// Moves every block's rows into `revisions` rows of their own and drops the blocks: a database
+/// as format 6 and before stored them.
+fn unblock(txn: &redb::WriteTransaction) {
+    use redb::ReadableTable;
+    let blocks = txn
+        .open_table(super::revision_blocks::REVISION_BLOCKS)
+        .expect("blocks");
+    let mut revisions = txn.open_table(super::index::REVISIONS).expect("revisions");
+    for entry in blocks.iter().expect("blocks") {
+        let (first, block) = entry.expect("block");
+        let first = super::index::decode_i64(first.value()).expect("first");
+        for (revision, row) in super::revision_blocks::rows(first, block.value()) {
+            revisions
+                .insert(super::index::encode_i64(revision).as_slice(), row)
+                .expect("insert");
+        }
+    }
+    drop((blocks, revisions));
+    txn.delete_table(super::revision_blocks::REVISION_BLOCKS)
+        .expect("delete");
 }
 
 /// Moves every pack out of its group into a `packs` row of its own and drops the groups: a
@@ -1041,6 +1064,8 @@ fn record_as_format(
     let commits = commit_ids(&history);
     let db = history_db(&history);
     let txn = db.db.begin_write().expect("write");
+    // No older format has revision blocks.
+    unblock(&txn);
     downgrade(&txn);
     txn.open_table(super::index::META)
         .expect("meta")
@@ -1191,6 +1216,40 @@ fn a_database_of_format_5_is_read_as_it_is_and_groups_what_follows() {
             (1..=2).contains(&groups.len().expect("len")),
             "the new revisions' packs are grouped"
         );
+    }
+    check_continues(&fixture, &history, &commits);
+}
+
+#[test]
+fn a_database_of_format_6_is_read_as_it_is_and_blocks_what_follows() {
+    use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
+
+    let mut fixture = churn("/r/", 4);
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Format 6: a `revisions` row per revision, no blocks.
+    let commits = read_offline_as_it_is(&fixture, dir.path(), b"6", |_| {});
+    let old_head = fixture.store.current_revision();
+
+    for i in 0..10u32 {
+        fixture.put(format!("/r/new{i}").as_bytes(), b"after");
+    }
+    let history = fixture.record(dir.path());
+    let db = history_db(&history);
+    {
+        let txn = db.db.begin_read().expect("read");
+        let legacy = txn.open_table(super::index::REVISIONS).expect("revisions");
+        let blocks = txn
+            .open_table(super::revision_blocks::REVISION_BLOCKS)
+            .expect("blocks");
+        let (last_legacy, _) = legacy.last().expect("last").expect("old rows stay");
+        assert_eq!(
+            super::index::decode_i64(last_legacy.value()),
+            Some(old_head),
+            "the old rows stay where they are"
+        );
+        assert_eq!(blocks.len().expect("len"), 1, "the new rows make one block");
+        let (first, _) = blocks.first().expect("first").expect("a block");
+        assert_eq!(super::index::decode_i64(first.value()), Some(old_head + 1));
     }
     check_continues(&fixture, &history, &commits);
 }

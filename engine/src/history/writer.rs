@@ -36,6 +36,7 @@ use super::index::{self, Head, InlineChange, OperationRecord, RevisionRecordRef}
 use super::key_log::{KeyLogBatch, KeyLogRow};
 use super::model::{ChangeKind, Origin};
 use super::retention::{self, Retention};
+use super::revision_blocks::BlockWriter;
 use super::tree::WorkingTree;
 use crate::mvcc::{HistoryAnchor, MvccStore, RecordedChange, RecordedRevision, RevisionMeta};
 use crate::request::RangeRequest;
@@ -350,10 +351,9 @@ impl Recorder {
     ) -> HistoryResult<()> {
         let backend = Arc::clone(&self.db.backend);
         let mut head = self.head.clone();
-        // `revisions` rows, encoded end to end in `rows`: each revision's ends where the
-        // next one's starts.
-        let mut rows: Vec<u8> = Vec::with_capacity(revisions.len() * 160);
-        let mut records: Vec<(i64, usize)> = Vec::with_capacity(revisions.len());
+        // `revisions` rows, encoded into `row`, gathered in blocks.
+        let mut row: Vec<u8> = Vec::with_capacity(256);
+        let mut blocks = BlockWriter::default();
         let mut changed_rows: Vec<([u8; 12], Vec<u8>)> = Vec::new();
         let mut key_log_rows: Vec<KeyLogRow> = Vec::new();
         let mut operations: Vec<(u64, OperationRecord)> = Vec::new();
@@ -412,9 +412,10 @@ impl Recorder {
                 origin: &revision.meta.origin,
                 changes_total: revision.changes.len() as u64,
             };
-            records.push((revision.revision, rows.len()));
-            rows = index::encode_revision_row_onto(&record, inline_changes.as_deref(), rows)
+            row.clear();
+            row = index::encode_revision_row_onto(&record, inline_changes.as_deref(), row)
                 .map_err(HistoryError::storage)?;
+            blocks.push(revision.revision, &row);
             head.revision = revision.revision;
             head.commit_id.clear();
             head.commit_id.extend_from_slice(commit_id.as_bytes());
@@ -455,13 +456,7 @@ impl Recorder {
                 .buffer
                 .flush_into(&txn)
                 .map_err(HistoryError::storage)?;
-            let mut table = txn.open_table(index::REVISIONS)?;
-            let ends = records.iter().skip(1).map(|(_, start)| *start);
-            let ends = ends.chain(std::iter::once(rows.len()));
-            for (&(revision, start), end) in records.iter().zip(ends) {
-                table.insert(index::encode_i64(revision).as_slice(), &rows[start..end])?;
-            }
-            drop(table);
+            blocks.write(&txn)?;
             let mut table = txn.open_table(index::CHANGED)?;
             for (key, row) in &changed_rows {
                 table.insert(key.as_slice(), row.as_slice())?;

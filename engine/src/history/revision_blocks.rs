@@ -22,8 +22,9 @@ use super::wire::{get_varint, put_varint};
 
 pub(crate) const REVISION_BLOCKS: BytesTable = TableDefinition::new("revision_blocks");
 
-/// About the most bytes a block holds: a lookup scans its block.
-pub(crate) const BLOCK_LIMIT: usize = 4 << 10;
+/// About the most bytes a block holds: a lookup scans its block. A block and redb's leaf
+/// header fit one 4 KiB page (a value just over a page would take two).
+pub(crate) const BLOCK_LIMIT: usize = 3584;
 
 /// Rows of consecutive recorded revisions, in ascending order, cut into blocks.
 #[derive(Debug, Default)]

@@ -17,7 +17,7 @@ use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 use super::db::{self, HistoryDb};
 use super::error::{HistoryError, HistoryResult};
 use super::index::{self, Head};
-use super::revision_blocks::{self, RowTables};
+use super::revision_blocks::ReadOnlyRowTables;
 
 /// A `key_log` row: its key and the change's kind ([`index::encode_kind`]).
 pub(crate) type KeyLogRow = (Vec<u8>, u8);
@@ -37,10 +37,7 @@ impl KeyLogBatch {
         let meta = txn.open_table(index::META)?;
         let head = db::read_head(&meta)?;
         let through = db::read_key_log_through(&meta, &head)?;
-        let revisions = RowTables {
-            blocks: revision_blocks::open_blocks(|table| txn.open_table(table))?,
-            legacy: txn.open_table(index::REVISIONS)?,
-        };
+        let revisions = ReadOnlyRowTables::open(&txn)?;
         let changed = txn.open_table(index::CHANGED)?;
         let mut rows = Vec::new();
         revisions.for_each_from(through.saturating_add(1), |revision, row| {

@@ -22,7 +22,7 @@ use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::db::{HistoryDb, history_path};
 use super::index::{self, Head, InlineChanges, OperationRecord, RevisionRecord};
-use super::revision_blocks::{self, RowTables};
+use super::revision_blocks::ReadOnlyRowTables;
 use super::writer::Progress;
 use super::{
     At, BlameLine, HistoryError, HistoryResult, HistoryStatus, KeyChange, KeyDiff, KeyVersion,
@@ -63,7 +63,7 @@ struct View {
     /// The newest revision whose `key_log` rows are written.
     key_log_through: i64,
     /// The revisions rows.
-    rows: RowTables<Table>,
+    rows: ReadOnlyRowTables,
     changed: Table,
     key_log: Table,
     operations: Table,
@@ -113,10 +113,7 @@ impl History {
         Ok(View {
             key_log_through: super::db::read_key_log_through(&meta, &head)?,
             head,
-            rows: RowTables {
-                blocks: revision_blocks::open_blocks(|table| txn.open_table(table))?,
-                legacy: txn.open_table(index::REVISIONS)?,
-            },
+            rows: ReadOnlyRowTables::open(&txn)?,
             changed: txn.open_table(index::CHANGED)?,
             key_log: txn.open_table(index::KEY_LOG)?,
             operations: txn.open_table(index::OPERATIONS)?,

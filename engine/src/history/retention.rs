@@ -28,7 +28,7 @@ use super::backend::{
 use super::error::{HistoryError, HistoryResult};
 use super::index::{self, Head, OperationRecord, RevisionRecord};
 use super::pack;
-use super::revision_blocks::{self, RowTables};
+use super::revision_blocks::{self, ReadOnlyRowTables};
 
 /// How much history to keep. The default keeps everything.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -118,7 +118,7 @@ pub(crate) fn trim_point(
         return Ok(None);
     }
     let txn = db.db.begin_read()?;
-    let rows = row_tables(&txn)?;
+    let rows = ReadOnlyRowTables::open(&txn)?;
     let time_of = |revision: i64| -> HistoryResult<u64> {
         let record = record_at(&rows, revision)?
             .ok_or_else(|| HistoryError::Corrupt(format!("no row for revision {revision}")))?;
@@ -171,7 +171,7 @@ pub(crate) fn trim(
     reason: &str,
 ) -> HistoryResult<Head> {
     let read = db.db.begin_read()?;
-    let record: RevisionRecord = record_at(&row_tables(&read)?, keep_from)?
+    let record: RevisionRecord = record_at(&ReadOnlyRowTables::open(&read)?, keep_from)?
         .ok_or(HistoryError::NoSuchRevision(keep_from))?;
     // Mark what the oldest kept tree reaches.
     let mut marked: HashSet<Vec<u8>> = HashSet::new();
@@ -435,21 +435,8 @@ fn mark_tree(
     Ok(())
 }
 
-/// The tables the revisions rows are read from.
-fn row_tables(txn: &redb::ReadTransaction) -> HistoryResult<RowTables<ReadOnlyBytesTable>> {
-    Ok(RowTables {
-        blocks: revision_blocks::open_blocks(|table| txn.open_table(table))?,
-        legacy: txn.open_table(index::REVISIONS)?,
-    })
-}
-
-type ReadOnlyBytesTable = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
-
 /// The record of `revision`, if history holds it.
-fn record_at(
-    rows: &RowTables<ReadOnlyBytesTable>,
-    revision: i64,
-) -> HistoryResult<Option<RevisionRecord>> {
+fn record_at(rows: &ReadOnlyRowTables, revision: i64) -> HistoryResult<Option<RevisionRecord>> {
     rows.with_row(revision, |row| {
         index::decode_revision_row(row)
             .map(|(record, _)| record)

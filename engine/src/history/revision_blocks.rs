@@ -14,7 +14,9 @@
 //! (the legacy rows are all older than the first block's). A malformed block reads as ending
 //! where it stops making sense: its rows are then missing, an error for the reader.
 
-use redb::{ReadableTable, TableDefinition, TableError, WriteTransaction};
+use redb::{
+    ReadOnlyTable, ReadTransaction, ReadableTable, TableDefinition, TableError, WriteTransaction,
+};
 
 use super::error::HistoryResult;
 use super::index::{self, BytesTable};
@@ -75,18 +77,24 @@ pub(crate) fn rows(first: i64, block: &[u8]) -> impl Iterator<Item = (i64, &[u8]
 /// Where rows are read: the blocks (absent from a database of format 6 or before opened as it
 /// is) and the legacy `revisions` table.
 pub(crate) struct RowTables<T> {
-    pub blocks: Option<T>,
-    pub legacy: T,
+    blocks: Option<T>,
+    legacy: T,
 }
 
-/// Opens `REVISION_BLOCKS` if the database has it.
-pub(crate) fn open_blocks<T>(
-    open: impl FnOnce(BytesTable) -> Result<T, TableError>,
-) -> HistoryResult<Option<T>> {
-    match open(REVISION_BLOCKS) {
-        Ok(table) => Ok(Some(table)),
-        Err(TableError::TableDoesNotExist(_)) => Ok(None),
-        Err(err) => Err(err.into()),
+/// The tables of a read transaction.
+pub(crate) type ReadOnlyRowTables = RowTables<ReadOnlyTable<&'static [u8], &'static [u8]>>;
+
+impl ReadOnlyRowTables {
+    pub(crate) fn open(txn: &ReadTransaction) -> HistoryResult<Self> {
+        let blocks = match txn.open_table(REVISION_BLOCKS) {
+            Ok(table) => Some(table),
+            Err(TableError::TableDoesNotExist(_)) => None,
+            Err(err) => return Err(err.into()),
+        };
+        Ok(Self {
+            blocks,
+            legacy: txn.open_table(index::REVISIONS)?,
+        })
     }
 }
 

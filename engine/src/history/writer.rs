@@ -907,7 +907,74 @@ fn push_escaped(out: &mut String, key: &[u8]) {
 
 #[cfg(test)]
 mod tests {
+    use std::fmt::Write as _;
+
+    use bytes::Bytes;
+    use jj_lib::backend::{CommitId, TreeId};
     use proptest::prelude::*;
+
+    use crate::mvcc::{RecordedChange, RecordedRevision, RevisionMeta};
+    use crate::request::Origin;
+
+    /// A commit's description as `fmt` wrote it before: commit ids are functions of it, so
+    /// every version must write the same bytes.
+    fn description_as_before(revision: &RecordedRevision) -> String {
+        let meta = &revision.meta;
+        let mut description = String::new();
+        let _ = write!(description, "revision {}\n\n", revision.revision);
+        for change in revision.changes.iter().take(super::DESCRIBED_KEYS) {
+            let verb = if change.value.is_some() {
+                "put"
+            } else {
+                "delete"
+            };
+            let _ = writeln!(description, "{verb} {}", change.key.escape_ascii());
+        }
+        if revision.changes.len() > super::DESCRIBED_KEYS {
+            let more = revision.changes.len() - super::DESCRIBED_KEYS;
+            let _ = writeln!(description, "… and {more} more");
+        }
+        let _ = writeln!(
+            description,
+            "\nRaft-Log-Id: {}-{}",
+            meta.log_term, meta.log_index
+        );
+        if !meta.origin.user.is_empty() {
+            let _ = writeln!(description, "Origin-User: {}", meta.origin.user);
+        }
+        if !meta.origin.agent.is_empty() {
+            let _ = writeln!(description, "Origin-Agent: {}", meta.origin.agent);
+        }
+        description
+    }
+
+    #[test]
+    fn commit_descriptions_are_written_as_before() {
+        let change = |i: usize| RecordedChange {
+            key: Bytes::from(format!("/registry/pods/ns-{i}/\"web\"\t\u{e9}")),
+            value: (!i.is_multiple_of(3)).then(|| Bytes::from_static(b"v")),
+            mod_revision: 7,
+        };
+        for (changes, user, agent) in [(1, "", ""), (3, "alice", ""), (23, "", "kubectl/v1.34")] {
+            let revision = RecordedRevision {
+                revision: 7,
+                meta: RevisionMeta {
+                    log_term: 3,
+                    log_index: 18_446_744_073_709,
+                    time_unix_ms: 1,
+                    origin: Origin {
+                        user: user.to_owned(),
+                        agent: agent.to_owned(),
+                    },
+                },
+                changes: (0..changes).map(change).collect(),
+            };
+            let parent = CommitId::new(vec![1; 32]);
+            let tree = TreeId::new(vec![2; 32]);
+            let commit = super::revision_commit(&revision, &parent, &tree, 1);
+            assert_eq!(commit.description, description_as_before(&revision));
+        }
+    }
 
     proptest! {
         #[test]

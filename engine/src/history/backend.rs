@@ -229,12 +229,17 @@ impl Pending {
             .packs
             .binary_search_by_key(&locator, |(locator, _)| *locator)
             .ok()?;
-        let start = self.packs[index].1;
+        Some(self.pack_at(index).1)
+    }
+
+    /// The `index`-th pending pack: its locator and bytes (up to where the next one starts).
+    fn pack_at(&self, index: usize) -> (u64, &[u8]) {
+        let (locator, start) = self.packs[index];
         let end = self
             .packs
             .get(index + 1)
             .map_or(self.arena.len(), |(_, next)| *next);
-        Some(&self.arena[start..end])
+        (locator, &self.arena[start..end])
     }
 
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
@@ -285,10 +290,7 @@ impl Pending {
         };
         let mut group = Vec::new();
         let mut group_first = 0;
-        let ends = self.packs.iter().skip(1).map(|(_, start)| *start);
-        let ends = ends.chain(std::iter::once(self.arena.len()));
-        for (&(locator, start), end) in self.packs.iter().zip(ends) {
-            let pack = &self.arena[start..end];
+        for (locator, pack) in (0..self.packs.len()).map(|index| self.pack_at(index)) {
             if pack.is_empty() {
                 continue;
             }

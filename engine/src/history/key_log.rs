@@ -15,9 +15,9 @@
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 
 use super::db::{self, HistoryDb};
-use super::error::{HistoryError, HistoryResult};
+use super::error::HistoryResult;
 use super::index::{self, Head};
-use super::revision_blocks::ReadOnlyRowTables;
+use super::revision_blocks::RevisionRows;
 
 /// A `key_log` row: its key and the change's kind ([`index::encode_kind`]).
 pub(crate) type KeyLogRow = (Vec<u8>, u8);
@@ -37,12 +37,10 @@ impl KeyLogBatch {
         let meta = txn.open_table(index::META)?;
         let head = db::read_head(&meta)?;
         let through = db::read_key_log_through(&meta, &head)?;
-        let revisions = ReadOnlyRowTables::open(&txn)?;
+        let revisions = RevisionRows::open(&txn)?;
         let changed = txn.open_table(index::CHANGED)?;
         let mut rows = Vec::new();
-        revisions.for_each_from(through.saturating_add(1), |revision, row| {
-            let (_, inline) =
-                index::decode_revision_row(row).map_err(|_| corrupt("revision row"))?;
+        revisions.for_each_from(through.saturating_add(1), |revision, (_, inline)| {
             index::visit_changes(&changed, revision, inline, |kind, key| {
                 rows.push((index::key_log_key(key, revision), kind));
                 true
@@ -110,8 +108,4 @@ pub(crate) fn ensure_through(txn: &WriteTransaction, head: &Head) -> HistoryResu
         )?;
     }
     Ok(())
-}
-
-fn corrupt(what: &str) -> HistoryError {
-    HistoryError::Corrupt(format!("undecodable {what}"))
 }

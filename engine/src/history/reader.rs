@@ -21,8 +21,8 @@ use jj_lib::op_store::OperationId;
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::db::{HistoryDb, history_path};
-use super::index::{self, Head, InlineChanges, OperationRecord, RevisionRecord};
-use super::revision_blocks::ReadOnlyRowTables;
+use super::index::{self, Head, OperationRecord, RevisionRecord};
+use super::revision_blocks::{DecodedRow, RevisionRows};
 use super::writer::Progress;
 use super::{
     At, BlameLine, HistoryError, HistoryResult, HistoryStatus, KeyChange, KeyDiff, KeyVersion,
@@ -63,7 +63,7 @@ struct View {
     /// The newest revision whose `key_log` rows are written.
     key_log_through: i64,
     /// The revisions rows.
-    rows: ReadOnlyRowTables,
+    rows: RevisionRows,
     changed: Table,
     key_log: Table,
     operations: Table,
@@ -113,7 +113,7 @@ impl History {
         Ok(View {
             key_log_through: super::db::read_key_log_through(&meta, &head)?,
             head,
-            rows: ReadOnlyRowTables::open(&txn)?,
+            rows: RevisionRows::open(&txn)?,
             changed: txn.open_table(index::CHANGED)?,
             key_log: txn.open_table(index::KEY_LOG)?,
             operations: txn.open_table(index::OPERATIONS)?,
@@ -264,11 +264,10 @@ impl History {
         check_revision(&view, from)?;
         check_revision(&view, to)?;
         let mut keys: BTreeSet<Vec<u8>> = BTreeSet::new();
-        view.rows.for_each_from(from + 1, |revision, row| {
+        view.rows.for_each_from(from + 1, |revision, (_, inline)| {
             if revision > to {
                 return Ok(false);
             }
-            let (_, inline) = decode_row(row)?;
             index::visit_changes(&view.changed, revision, inline, |_, key| {
                 if key.starts_with(prefix) {
                     keys.insert(key.to_vec());
@@ -493,15 +492,8 @@ fn revision_record(view: &View, revision: i64) -> HistoryResult<Option<RevisionR
 }
 
 /// The record of `revision` and its inline changes.
-fn revision_row(
-    view: &View,
-    revision: i64,
-) -> HistoryResult<Option<(RevisionRecord, InlineChanges)>> {
-    view.rows.with_row(revision, decode_row)?.transpose()
-}
-
-fn decode_row(row: &[u8]) -> HistoryResult<(RevisionRecord, InlineChanges)> {
-    index::decode_revision_row(row).map_err(|_| corrupt("revision row"))
+fn revision_row(view: &View, revision: i64) -> HistoryResult<Option<DecodedRow>> {
+    view.rows.get(revision)
 }
 
 fn time_of(view: &View, revision: i64) -> HistoryResult<u64> {

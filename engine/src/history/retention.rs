@@ -26,9 +26,9 @@ use super::backend::{
     Kind, OBJECTS, PACK_GROUPS, PACKS, object_key, packed_object_key, split_object_key,
 };
 use super::error::{HistoryError, HistoryResult};
-use super::index::{self, Head, OperationRecord, RevisionRecord};
+use super::index::{self, Head, OperationRecord};
 use super::pack;
-use super::revision_blocks::{self, ReadOnlyRowTables};
+use super::revision_blocks::{self, RevisionRows};
 
 /// How much history to keep. The default keeps everything.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -118,9 +118,10 @@ pub(crate) fn trim_point(
         return Ok(None);
     }
     let txn = db.db.begin_read()?;
-    let rows = ReadOnlyRowTables::open(&txn)?;
+    let rows = RevisionRows::open(&txn)?;
     let time_of = |revision: i64| -> HistoryResult<u64> {
-        let record = record_at(&rows, revision)?
+        let (record, _) = rows
+            .get(revision)?
             .ok_or_else(|| HistoryError::Corrupt(format!("no row for revision {revision}")))?;
         Ok(record.time_unix_ms)
     };
@@ -171,7 +172,8 @@ pub(crate) fn trim(
     reason: &str,
 ) -> HistoryResult<Head> {
     let read = db.db.begin_read()?;
-    let record: RevisionRecord = record_at(&ReadOnlyRowTables::open(&read)?, keep_from)?
+    let (record, _) = RevisionRows::open(&read)?
+        .get(keep_from)?
         .ok_or(HistoryError::NoSuchRevision(keep_from))?;
     // Mark what the oldest kept tree reaches.
     let mut marked: HashSet<Vec<u8>> = HashSet::new();
@@ -433,16 +435,6 @@ fn mark_tree(
         }
     }
     Ok(())
-}
-
-/// The record of `revision`, if history holds it.
-fn record_at(rows: &ReadOnlyRowTables, revision: i64) -> HistoryResult<Option<RevisionRecord>> {
-    rows.with_row(revision, |row| {
-        index::decode_revision_row(row)
-            .map(|(record, _)| record)
-            .map_err(|_| HistoryError::Corrupt("undecodable revision row".to_owned()))
-    })?
-    .transpose()
 }
 
 #[cfg(test)]

@@ -18,8 +18,8 @@ use redb::{
     ReadOnlyTable, ReadTransaction, ReadableTable, TableDefinition, TableError, WriteTransaction,
 };
 
-use super::error::HistoryResult;
-use super::index::{self, BytesTable};
+use super::error::{HistoryError, HistoryResult};
+use super::index::{self, BytesTable, InlineChanges, RevisionRecord};
 use super::wire::{get_varint, put_varint};
 
 pub(crate) const REVISION_BLOCKS: BytesTable = TableDefinition::new("revision_blocks");
@@ -38,10 +38,11 @@ pub(crate) struct BlockWriter {
 impl BlockWriter {
     /// Appends `revision`'s row (revisions come in ascending order).
     pub(crate) fn push(&mut self, revision: i64, row: &[u8]) {
+        // A block is never empty: a row larger than the limit makes a block of its own.
         let full = self
             .blocks
             .last()
-            .is_none_or(|(_, block)| !block.is_empty() && block.len() + row.len() > BLOCK_LIMIT);
+            .is_none_or(|(_, block)| block.len() + row.len() > BLOCK_LIMIT);
         if full {
             self.blocks
                 .push((revision, Vec::with_capacity(BLOCK_LIMIT + 256)));
@@ -74,17 +75,17 @@ pub(crate) fn rows(first: i64, block: &[u8]) -> impl Iterator<Item = (i64, &[u8]
     })
 }
 
-/// Where rows are read: the blocks (absent from a database of format 6 or before opened as it
-/// is) and the legacy `revisions` table.
-pub(crate) struct RowTables<T> {
-    blocks: Option<T>,
-    legacy: T,
+/// The revisions rows of a read transaction: in the blocks (absent from a database of format 6
+/// or before opened as it is), then in the legacy `revisions` table.
+pub(crate) struct RevisionRows {
+    blocks: Option<ReadOnlyTable<&'static [u8], &'static [u8]>>,
+    legacy: ReadOnlyTable<&'static [u8], &'static [u8]>,
 }
 
-/// The tables of a read transaction.
-pub(crate) type ReadOnlyRowTables = RowTables<ReadOnlyTable<&'static [u8], &'static [u8]>>;
+/// A decoded revisions row: the record and its inline changes.
+pub(crate) type DecodedRow = (RevisionRecord, InlineChanges);
 
-impl ReadOnlyRowTables {
+impl RevisionRows {
     pub(crate) fn open(txn: &ReadTransaction) -> HistoryResult<Self> {
         let blocks = match txn.open_table(REVISION_BLOCKS) {
             Ok(table) => Some(table),
@@ -96,15 +97,9 @@ impl ReadOnlyRowTables {
             legacy: txn.open_table(index::REVISIONS)?,
         })
     }
-}
 
-impl<T: ReadableTable<&'static [u8], &'static [u8]>> RowTables<T> {
-    /// `visit(row)` with the row of `revision`, if there is one; returns what `visit` returned.
-    pub(crate) fn with_row<R>(
-        &self,
-        revision: i64,
-        visit: impl FnOnce(&[u8]) -> R,
-    ) -> HistoryResult<Option<R>> {
+    /// The row of `revision`, if there is one.
+    pub(crate) fn get(&self, revision: i64) -> HistoryResult<Option<DecodedRow>> {
         if let Some(blocks) = &self.blocks
             && let Some(entry) = blocks
                 .range::<&[u8]>(..=index::encode_i64(revision).as_slice())?
@@ -114,13 +109,13 @@ impl<T: ReadableTable<&'static [u8], &'static [u8]>> RowTables<T> {
             if let Some(first) = index::decode_i64(first.value())
                 && let Some((_, row)) = rows(first, block.value()).find(|(r, _)| *r == revision)
             {
-                return Ok(Some(visit(row)));
+                return decode(row).map(Some);
             }
         }
-        Ok(self
-            .legacy
-            .get(index::encode_i64(revision).as_slice())?
-            .map(|row| visit(row.value())))
+        match self.legacy.get(index::encode_i64(revision).as_slice())? {
+            Some(row) => decode(row.value()).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// `visit(revision, row)` for each row from revision `from` on, in ascending order, while it
@@ -128,13 +123,13 @@ impl<T: ReadableTable<&'static [u8], &'static [u8]>> RowTables<T> {
     pub(crate) fn for_each_from(
         &self,
         from: i64,
-        mut visit: impl FnMut(i64, &[u8]) -> HistoryResult<bool>,
+        mut visit: impl FnMut(i64, DecodedRow) -> HistoryResult<bool>,
     ) -> HistoryResult<()> {
         let start = index::encode_i64(from);
         for entry in self.legacy.range::<&[u8]>(start.as_slice()..)? {
             let (key, row) = entry?;
             let revision = index::decode_i64(key.value()).ok_or_else(corrupt)?;
-            if !visit(revision, row.value())? {
+            if !visit(revision, decode(row.value())?)? {
                 return Ok(());
             }
         }
@@ -150,13 +145,18 @@ impl<T: ReadableTable<&'static [u8], &'static [u8]>> RowTables<T> {
             let (key, block) = entry?;
             let first = index::decode_i64(key.value()).ok_or_else(corrupt)?;
             for (revision, row) in rows(first, block.value()) {
-                if revision >= from && !visit(revision, row)? {
+                if revision >= from && !visit(revision, decode(row)?)? {
                     return Ok(());
                 }
             }
         }
         Ok(())
     }
+}
+
+fn decode(row: &[u8]) -> HistoryResult<DecodedRow> {
+    index::decode_revision_row(row)
+        .map_err(|_| HistoryError::Corrupt("undecodable revision row".to_owned()))
 }
 
 /// Removes the rows of the revisions before `keep_from` from both tables: whole blocks before
@@ -185,8 +185,8 @@ pub(crate) fn remove_before(txn: &WriteTransaction, keep_from: i64) -> HistoryRe
     Ok(())
 }
 
-fn corrupt() -> super::error::HistoryError {
-    super::error::HistoryError::Corrupt("undecodable revisions block".to_owned())
+fn corrupt() -> HistoryError {
+    HistoryError::Corrupt("undecodable revisions block".to_owned())
 }
 
 #[cfg(test)]
